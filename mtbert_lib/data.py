@@ -7,7 +7,7 @@ __all__ = ['STARTER_REPO', 'STARTER_COMMIT', 'STARTER_URL', 'KNOWN_SHA256', 'DAT
 
 # %% ../notebooks/00_data.ipynb #c003
 """Fetch, verify and load the CS224N task files (SST-5, CFIMDB, Quora, STS) into typed records."""
-import csv, hashlib, json, os, shutil, sys, urllib.request
+import csv, hashlib, io, json, os, shutil, sys, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,7 +170,10 @@ def _read_rows(path: Path):
     if not text.strip():
         raise DataError(f"{path}: empty file")
     csv.field_size_limit(sys.maxsize)
-    rows = list(csv.reader(text.splitlines(), delimiter="\t"))
+    # newline="" : split rows at line ends only (str.splitlines would also split at U+2028 and friends)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
+    if len(rows) < 2:
+        raise DataError(f"{path}: no data rows (header only)")
     return rows[0], rows[1:]
 
 

@@ -35,7 +35,10 @@ class BertConfig:
 
     @classmethod
     def from_json(cls, path, **overrides):
-        d = json.loads(Path(path).read_text())
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
         if d.get("hidden_act", "gelu") != "gelu" or d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: unsupported hidden_act/position_embedding_type (minBERT implements gelu, absolute)")
         names = {f.name for f in fields(cls)}
@@ -117,8 +120,9 @@ class BertModel(nn.Module):
         if not (folder / "config.json").is_file():
             raise CheckpointError(f"{folder}: no config.json in checkpoint folder")
         model = cls(BertConfig.from_json(folder / "config.json", **overrides))
+        weights = read_checkpoint_weights(folder)
         try:
-            model.load_hf_state_dict(read_checkpoint_weights(folder))
+            model.load_hf_state_dict(weights)
         except CheckpointError as e:
             raise CheckpointError(f"{folder}: {e}") from None
         return model
@@ -173,11 +177,16 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
 
 
 def read_checkpoint_weights(folder: Path) -> dict:
-    if (folder / "model.safetensors").is_file():
-        from safetensors.torch import load_file
-        return load_file(folder / "model.safetensors")
-    if (folder / "pytorch_model.bin").is_file():
-        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = folder / name
+        if f.is_file():
+            try:
+                if name.endswith(".safetensors"):
+                    from safetensors.torch import load_file
+                    return load_file(f)
+                return torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated or corrupt file, or a pickle that is not plain tensors
+                raise CheckpointError(f"{f}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin in checkpoint folder")
 
 # %% ../notebooks/03_bert.ipynb #c013
@@ -202,7 +211,14 @@ def hf_to_mtbert(sd: dict, fused_qkv: bool = True) -> dict:
     if fused_qkv:
         for key in [k for k in out if ".attention.query." in k]:
             pre, param = key.split(".attention.query.")
-            parts = [out.pop(f"{pre}.attention.{n}.{param}") for n in ("query", "key", "value")]
+            names = [f"{pre}.attention.{n}.{param}" for n in ("query", "key", "value")]
+            if any(n not in out for n in names):
+                continue  # reported as missing by load_hf_state_dict
+            parts = [out.pop(n) for n in names]
+            if len({p.shape for p in parts}) > 1:
+                i = pre.split(".")[-1]
+                raise CheckpointError(f"weights encoder.layer.{i}.attention.self.{{query,key,value}}.{param}: "
+                                      f"shapes {[tuple(p.shape) for p in parts]} differ")
             out[f"{pre}.attention.qkv.{param}"] = torch.cat(parts, 0)
     return out
 

@@ -72,7 +72,7 @@ class AdamW(torch.optim.Optimizer):
         ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         for s in states:
             s["step"] += 1
-        t = states[0]["step"].item()  # all parameters of a group step together
+        steps = [s["step"].item() for s in states]  # per parameter: one may have started receiving gradients later
         torch._foreach_mul_(params, 1 - lr * wd)
         torch._foreach_lerp_(ms, grads, 1 - beta1)
         torch._foreach_mul_(vs, beta2)
@@ -81,8 +81,7 @@ class AdamW(torch.optim.Optimizer):
             maxs = [s["max_exp_avg_sq"] for s in states]
             torch._foreach_maximum_(maxs, vs)
             vs = maxs
-        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
         denom = torch._foreach_sqrt(vs)
-        torch._foreach_div_(denom, math.sqrt(bias2))
+        torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** t) for t in steps])
         torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, ms, denom, value=-lr / bias1)
+        torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])

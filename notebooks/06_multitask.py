@@ -111,13 +111,21 @@ class MultitaskBERT(nn.Module):
     def embed(self, enc: dict):  # padded batch -> (B, H) sentence vectors
         return pool(self.encoder(**enc), enc["attention_mask"], self.pooling)
 
+    def embed_pair(self, a: dict, b: dict):
+        """Both sentences of every pair in ONE encoder call of 2B rows (fewer, larger matrix multiplies than two
+        calls of B rows); padding to the longer batch changes nothing for real tokens."""
+        T, B = max(a["input_ids"].size(1), b["input_ids"].size(1)), a["input_ids"].size(0)
+        both = {k: torch.cat([F.pad(a[k], (0, T - a[k].size(1))), F.pad(b[k], (0, T - b[k].size(1)))]) for k in a}
+        h = self.embed(both)  # (2B, H)
+        return h[:B], h[B:]
+
     def forward(self, task: str, batch: dict):
         if not TASKS[task].pair:
             return self.heads[task](self.dropout(self.embed(batch["single"])))  # (B, C)
         if self.pair_encoding == "joint":
             feats = self.dropout(self.embed(batch["joint"]))  # (B, H)
         else:
-            u, v = self.embed(batch["first"]), self.embed(batch["second"])  # (B, H) each
+            u, v = self.embed_pair(batch["first"], batch["second"])  # (B, H) each
             if task == "sts" and self.sts_head == "cosine":
                 return 5 * F.cosine_similarity(u, v, dim=-1).clamp(min=0)  # (B,)
             feats = self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))  # (B, 4H)

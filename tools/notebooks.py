@@ -2,6 +2,7 @@
 
     python tools/notebooks.py render    # (re)write each source's Colab badge and set-up cell from pyproject.toml
     python tools/notebooks.py build [NN ...]  # render, then .py -> executed .ipynb (MTBERT_QUICK=1), then nbdev-export
+    python tools/notebooks.py sync      # render, copy each source's cells into its .ipynb (outputs kept), nbdev-export
     python tools/notebooks.py check     # every .ipynb has exactly its .py's cells, badge and set-up cell
 
 The Colab badge and the set-up cell are built from one repository setting: [tool.nbdev] user/repo/branch.
@@ -67,19 +68,25 @@ def read_source(p):
     return nb
 
 
-def build(which=()):
-    import jupytext, nbformat
-    from nbclient import NotebookClient
-    os.environ["MTBERT_QUICK"] = "1"
-    os.environ.setdefault("MPLBACKEND", "Agg")
+def sync():
+    """Every .ipynb gets its source's current cells (stored outputs kept), then mtbert_lib is exported."""
+    import nbformat
     from jupytext.combine import combine_inputs_with_outputs
-    for p in sources():  # every .ipynb gets its source's current cells (outputs kept), so the export is complete
+    for p in sources():
         render(p)
         nb, ipynb = read_source(p), p.with_suffix(".ipynb")
         if ipynb.exists():
             nb = combine_inputs_with_outputs(nb, nbformat.read(ipynb, as_version=4))
         nbformat.write(nb, ipynb)
     export()
+
+
+def build(which=()):
+    import nbformat
+    from nbclient import NotebookClient
+    os.environ["MTBERT_QUICK"] = "1"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sync()
     for p in sources(which):
         nb = read_source(p)
         nb.metadata.pop("jupytext", None)
@@ -121,6 +128,8 @@ if __name__ == "__main__":
     if cmd == "render":
         for p in sources(rest):
             print(("rendered " if render(p) else "unchanged ") + p.name)
+    elif cmd == "sync":
+        sync()
     elif cmd == "build":
         build(rest)
     elif cmd == "check":
