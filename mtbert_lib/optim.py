@@ -4,7 +4,7 @@
 __all__ = ['AdamW']
 
 # %% ../notebooks/04_adamw.ipynb #c003
-"""AdamW written out by hand (bias correction, decoupled weight decay), with an optional fused-foreach fast path."""
+"""AdamW written out by hand (bias correction, decoupled weight decay), with multi-tensor (foreach) and fused fast paths."""
 import math
 
 import torch
@@ -12,7 +12,8 @@ import torch
 # %% ../notebooks/04_adamw.ipynb #c005
 class AdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False,
+                 fused: bool = False):
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}: must be ≥ 0")
         if not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1:
@@ -20,7 +21,7 @@ class AdamW(torch.optim.Optimizer):
         if eps < 0 or weight_decay < 0:
             raise ValueError(f"invalid eps {eps} or weight_decay {weight_decay}: must be ≥ 0")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach))
+                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach, fused=fused))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -42,7 +43,12 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            (self._foreach_update if group["foreach"] else self._loop_update)(group, params)
+            if group.get("fused"):
+                self._fused_update(group, params)
+            elif group["foreach"]:
+                self._foreach_update(group, params)
+            else:
+                self._loop_update(group, params)
         return loss
 
     def _loop_update(self, group, params):
@@ -85,3 +91,16 @@ class AdamW(torch.optim.Optimizer):
         torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** t) for t in steps])
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])
+
+    def _fused_update(self, group, params):
+        """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
+        states = [self.state[p] for p in params]
+        for s in states:
+            s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
+        beta1, beta2 = group["betas"]
+        torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                            [s["exp_avg_sq"] for s in states],
+                            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+                            [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
+                            weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
+                            maximize=group["maximize"], grad_scale=None, found_inf=None)

@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""AdamW written out by hand (bias correction, decoupled weight decay), with an optional fused-foreach fast path."""
+"""AdamW written out by hand (bias correction, decoupled weight decay), with multi-tensor (foreach) and fused fast paths."""
 import math
 
 import torch
@@ -66,7 +66,8 @@ import torch
 #| export
 class AdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False,
+                 fused: bool = False):
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}: must be ≥ 0")
         if not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1:
@@ -74,7 +75,7 @@ class AdamW(torch.optim.Optimizer):
         if eps < 0 or weight_decay < 0:
             raise ValueError(f"invalid eps {eps} or weight_decay {weight_decay}: must be ≥ 0")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach))
+                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach, fused=fused))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -96,7 +97,12 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            (self._foreach_update if group["foreach"] else self._loop_update)(group, params)
+            if group.get("fused"):
+                self._fused_update(group, params)
+            elif group["foreach"]:
+                self._foreach_update(group, params)
+            else:
+                self._loop_update(group, params)
         return loss
 
     def _loop_update(self, group, params):
@@ -140,6 +146,28 @@ class AdamW(torch.optim.Optimizer):
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])
 
+    def _fused_update(self, group, params):
+        """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
+        states = [self.state[p] for p in params]
+        for s in states:
+            s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
+        beta1, beta2 = group["betas"]
+        torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                            [s["exp_avg_sq"] for s in states],
+                            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+                            [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
+                            weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
+                            maximize=group["maximize"], grad_scale=None, found_inf=None)
+
+# %% [markdown]
+# ### The fused fast path
+#
+# Even with `_foreach_*` kernels, the update above reads and writes every parameter, gradient and moment several
+# times (one pass per operation). For MiniLM's 22.7M parameters that is gigabytes of memory traffic per step, a
+# large share of a batch-8 training step on a CPU. PyTorch ships a *fused* AdamW kernel that does the whole update
+# in one pass over memory; `fused=True` hands exactly the arithmetic written above to it (the tests check that
+# the three paths agree with `torch.optim.AdamW`).
+
 # %% [markdown]
 # ## 2. Does it match `torch.optim.AdamW`?
 #
@@ -160,8 +188,9 @@ def trajectory(opt_cls, steps=400 if __import__("os").environ.get("MTBERT_QUICK"
         path.append(p.detach().clone())
     return torch.stack(path)
 
-ours, ours_fast, ref = trajectory(AdamW), trajectory(AdamW, foreach=True), trajectory(torch.optim.AdamW)
-print(f"max |ours − torch| over the path: {(ours - ref).abs().max():.1e}; foreach vs loop: {(ours_fast - ours).abs().max():.1e}")
+ours, ours_fast, ours_fused, ref = trajectory(AdamW), trajectory(AdamW, foreach=True), trajectory(AdamW, fused=True), trajectory(torch.optim.AdamW)
+print(f"max |ours − torch| over the path: {(ours - ref).abs().max():.1e}; foreach vs loop: {(ours_fast - ours).abs().max():.1e}; "
+      f"fused vs loop: {(ours_fused - ours).abs().max():.1e}")
 
 # %%
 import matplotlib.pyplot as plt
@@ -175,4 +204,5 @@ plt.tight_layout()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("trajectories agree:", bool(torch.allclose(ours, ref, atol=1e-5)), bool(torch.allclose(ours_fast, ours, atol=1e-6)))
+print("trajectories agree:", bool(torch.allclose(ours, ref, atol=1e-5)), bool(torch.allclose(ours_fast, ours, atol=1e-6)),
+      bool(torch.allclose(ours_fused, ours, atol=1e-5)))

@@ -77,6 +77,8 @@ def sync():
         nb, ipynb = read_source(p), p.with_suffix(".ipynb")
         if ipynb.exists():
             nb = combine_inputs_with_outputs(nb, nbformat.read(ipynb, as_version=4))
+            for i, c in enumerate(nb.cells):
+                c.id = f"c{i:03d}"
         nbformat.write(nb, ipynb)
     export()
 
