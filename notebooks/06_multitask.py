@@ -149,7 +149,7 @@ class MultitaskBERT(nn.Module):
             return (outputs > 0).long()
         if self.sts_head == "classification":  # expected similarity under the predicted class distribution
             return (outputs.softmax(-1) * torch.arange(6, dtype=outputs.dtype, device=outputs.device)).sum(-1)
-        return outputs.clamp(0, 5)
+        return outputs  # raw scores: clamping to [0, 5] would flatten an untrained head's ranking (Pearson r)
 
 # %% [markdown]
 # ## 3. A look at each option on real batches
