@@ -52,13 +52,22 @@ def cmd_demo(a):
     print(f"Pearson r (cosine vs gold similarity) = {r:.3f}")
 
 
-def _parse_value(field_type, text):
+def _parse_value(name, default, text):
+    """`--set FIELD=VALUE`: the value gets the type of the field's default (JSON for lists, dicts and None)."""
     import json
     try:
-        v = json.loads(text)
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            return type(default)(float(text)) if isinstance(default, int) and float(text).is_integer() else float(text)
+        if isinstance(default, str):
+            return text
+        v = json.loads(text) if text[:1] in "[{" or text in ("null", "true", "false") or text[:1].isdigit() else text
+        return tuple(v) if isinstance(v, list) else v
     except ValueError:
-        v = text
-    return tuple(v) if isinstance(v, list) else v
+        raise ValueError(f"--set {name}={text}: not a valid {type(default).__name__}") from None
 
 
 def cmd_train(a):
@@ -66,7 +75,7 @@ def cmd_train(a):
     from mtbert_lib.experiments import get_experiment
     from mtbert_lib.training import train
     cfg = get_experiment(a.experiment)
-    names = {f.name: f.type for f in fields(cfg)}
+    names = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     changes = {"seed": a.seed}
     if a.model:
         changes["model"] = a.model
@@ -74,7 +83,7 @@ def cmd_train(a):
         k, sep, v = kv.partition("=")
         if not sep or k not in names:
             raise ValueError(f"--set {kv!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
-        changes[k] = _parse_value(names[k], v)
+        changes[k] = _parse_value(k, names[k], v)
     cfg = replace(cfg, **changes)
     if a.quick or os.environ.get("MTBERT_QUICK") == "1":
         cfg = cfg.quick()

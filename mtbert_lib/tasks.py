@@ -107,7 +107,8 @@ def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = Non
 def task_metric(task: str, predictions, labels) -> float:
     p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
     if TASKS[task].metric == "pearson":
-        return float(pearsonr(p, y)[0]) if len(p) > 1 and p.std() > 0 else 0.0
+        # undefined when either side is constant (e.g. an untrained head): reported as 0, "no correlation"
+        return float(pearsonr(p, y)[0]) if len(p) > 1 and p.std() > 0 and y.std() > 0 else 0.0
     return float(accuracy_score(y.astype(int), p.astype(int)))
 
 

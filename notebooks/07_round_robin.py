@@ -328,6 +328,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         torch.set_rng_state(ck["rng"]["torch"])
         log(f"resumed {run} at epoch {state['epoch']} (step {state['step']})")
     eval_model = (lambda: teacher.model) if (teacher is not None and cfg.eval_teacher) else (lambda: model)
+    if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
+        return write_result(cfg, state, device, results_dir, run)
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
@@ -363,7 +365,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         state["history"].append(entry)
         log(f"epoch {epoch + 1}: dev " + ", ".join(f"{t} {v:.3f}" for t, v in dev.items()) +
             f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
-        if score > state["best_score"]:
+        if score > state["best_score"] or "best_epoch" not in state:
             state["best_score"], state["best_epoch"] = score, epoch + 1
             _atomic_save({"config": asdict(cfg), "encoder_config": asdict(model.encoder.config),
                           "model": eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, run / "best.pt")
@@ -402,7 +404,12 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
 # %%
 #| export
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{checkpoint}: not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
+        raise ValueError(f"{checkpoint}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
     model = build_model(cfg, ck["encoder_config"])

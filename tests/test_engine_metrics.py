@@ -1,4 +1,8 @@
-"""Metrics against scikit-learn/SciPy, the paper's averages and the CS224N prediction-file layout."""
+"""Metrics against scikit-learn/SciPy, the paper's averages and the CS224N prediction-file layout.
+
+"""
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import pearsonr
@@ -36,6 +40,12 @@ def test_pearson_degenerate_cases_are_zero():
     y = np.array([0.5, 1.0, 4.0, 2.0])
     assert task_metric("sts", np.full(4, 2.5), y) == 0.0  # constant predictions (e.g. a collapsed model)
     assert task_metric("sts", [3.0], [1.0]) == 0.0  # one example
+
+
+def test_pearson_with_constant_labels_is_finite():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(task_metric("sts", [1.0, 2.0, 4.0], [3.0, 3.0, 3.0]))
 
 
 def test_paper_average_of_the_best_row():
