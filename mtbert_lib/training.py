@@ -2,8 +2,8 @@
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'single_task', 'uneven_round_robin', 'balanced_round_robin', 'TrainConfig', 'predict_split', 'evaluate',
-           'to_device', 'autocast', 'provenance', 'NonFiniteLoss', 'param_groups', 'build_model', 'train', 'run_name',
-           'write_result', 'predict_checkpoint']
+           'to_device', 'native_bf16', 'use_bf16', 'autocast', 'provenance', 'NonFiniteLoss', 'param_groups',
+           'build_model', 'train', 'run_name', 'write_result', 'predict_checkpoint']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
@@ -82,6 +82,8 @@ class TrainConfig:
     eval_batch_size: int = 64
     optimizer_impl: str = "fused"  # AdamW's update: loop (as taught) | foreach | fused (same result, fastest)
     device: str | None = None  # default: cuda if available, else cpu
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 where matmuls are native bf16 (recent GPU/CPU)
+    compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
 
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
@@ -102,6 +104,10 @@ class TrainConfig:
             bad(f"schedule 'single' trains one task, got {self.tasks}")
         if self.update not in ("per_task", "sum"):
             bad(f"unknown update {self.update!r}; expected 'per_task' or 'sum'")
+        if self.compile not in ("none", "default", "reduce-overhead", "max-autotune"):
+            bad(f"unknown compile mode {self.compile!r}; expected none, default, reduce-overhead or max-autotune")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            bad(f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
         if self.optimizer_impl not in ("loop", "foreach", "fused"):
             bad(f"unknown optimizer_impl {self.optimizer_impl!r}; expected loop, foreach or fused")
         if self.consistency not in ("none", "mse", "kl"):
@@ -130,21 +136,21 @@ class TrainConfig:
 
 # %% ../notebooks/07_round_robin.ipynb #c012
 @torch.no_grad()
-def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu"):
+def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", bf16: bool = False):
     was_training = model.training
     model.eval()
     preds = np.zeros(len(split))
     for b in make_batches(split.lengths(), batch_size, bucket=-1):
         batch = to_device(collate(split, b, tokenizer), device)
-        with autocast(device):
+        with autocast(device, bf16):
             preds[b] = model.predict(split.task, model(split.task, batch)).float().cpu().numpy()
     model.train(was_training)
     return preds
 
 
-def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu") -> dict:
+def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu", bf16: bool = False) -> dict:
     """{task: metric} over labelled splits."""
-    return {t: task_metric(t, predict_split(model, s, tokenizer, batch_size, device), s.labels.numpy())
+    return {t: task_metric(t, predict_split(model, s, tokenizer, batch_size, device, bf16), s.labels.numpy())
             for t, s in splits.items()}
 
 
@@ -152,9 +158,26 @@ def to_device(batch, device):
     return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
 
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op context on CPU (fp32 everywhere)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=str(device).startswith("cuda"))
+def native_bf16(device) -> bool:
+    """Does this device multiply bf16 matrices natively? (CUDA: Ampere or newer; CPU: AVX512-BF16 or AMX.)"""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device) -> bool:
+    """precision 'fp32' | 'bf16' | 'auto' (bf16 where the hardware has native bf16 matmuls)."""
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
+def autocast(device, bf16: bool = False):
+    """bf16 autocast (matmuls in bf16, weights and optimizer in fp32) or a no-op context."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
 # %% ../notebooks/07_round_robin.ipynb #c014
 def provenance(cfg, device) -> dict:
@@ -169,6 +192,7 @@ def provenance(cfg, device) -> dict:
     return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "model": cfg.model, "data_edition": data_edition(), "seed": cfg.seed, "device": str(device),
             "hardware": torch.cuda.get_device_name() if str(device).startswith("cuda") else f"{cpu}, {torch.get_num_threads()} threads",
+            "precision": "bf16" if use_bf16(cfg.precision, device) else "fp32",
             "torch": torch.__version__, "python": platform.python_version()}
 
 # %% ../notebooks/07_round_robin.ipynb #c016
@@ -201,6 +225,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
           log=print) -> dict:
     cfg.validate()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bf16 = use_bf16(cfg.precision, device)
     run = Path(run_dir) / run_name(cfg)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -218,6 +243,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         from mtbert_lib.mean_teacher import MeanTeacher
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
                               cfg.consistency_rampup, sts_head=cfg.sts_head)
+    if cfg.compile != "none":  # compile the forward only: parameter names and checkpoints stay the same
+        model.encoder.forward = torch.compile(model.encoder.forward, mode=cfg.compile, dynamic=True)
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0}
     last = run / "last.pt"
     if resume and last.exists():
@@ -244,7 +271,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                 opt.zero_grad(set_to_none=True)
                 for task, idx in group:  # 'sum': gradients of the round's losses add up before one step
                     batch = to_device(collate(train_sets[task], idx, tok), device)
-                    with autocast(device):
+                    with autocast(device, bf16):
                         out = model(task, batch)
                         loss = model.loss(task, out.float(), batch["labels"])
                         if teacher is not None:
@@ -257,8 +284,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                 state["step"] += 1
                 if teacher is not None:
                     teacher.update(model, state["step"])
-        dev = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device)
-        tr = evaluate(eval_model(), train_eval, tok, cfg.eval_batch_size, device)
+        dev = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, bf16)
+        tr = evaluate(eval_model(), train_eval, tok, cfg.eval_batch_size, device, bf16)
         state["wall_s"] += time.time() - t0
         score = float(np.mean([dev[t] for t in cfg.tasks if t in dev] or list(dev.values())))
         entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
@@ -318,7 +345,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
     for task in tasks or sorted(set(cfg.tasks) | set(cfg.eval_tasks)):
         for split in splits:
             s = encode_split(task, split, tok, cfg.max_length, report=log)
-            p = predict_split(model, s, tok, cfg.eval_batch_size, device)
+            p = predict_split(model, s, tok, cfg.eval_batch_size, device, use_bf16(cfg.precision, device))
             p = p.astype(int) if TASKS[task].metric == "accuracy" else np.round(p, 4)
             written.append(write_predictions(task, split, s.ids, p.tolist(), out_dir))
     return written
