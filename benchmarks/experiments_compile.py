@@ -76,7 +76,8 @@ def main():
             def go():
                 for idx in batches:
                     b = C.bs.collate(tok, enc, idx, C.CPU)
-                    fwd_fn(b)
+                    with (amp() if amp else torch.autocast("cpu", enabled=False)):
+                        fwd_fn(b)
             go_t = time.perf_counter()
             go()
             first = time.perf_counter() - go_t

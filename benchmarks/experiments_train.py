@@ -22,6 +22,34 @@ def make(variant, mt_base, cfg):
     fwd, amp, key, note = None, None, "buck", ""
     params = lambda: list(m.parameters()) + list(head.parameters())  # noqa: E731
     opt = None
+    if "+" in variant or variant.startswith("c:"):  # composition, e.g. "c:fused+bf16+bs32"
+        feats = variant.removeprefix("c:").split("+")
+        for f in feats:
+            if f == "freeze":
+                m.embeddings.word_embeddings.weight.requires_grad_(False)
+            elif f == "nodrop":
+                for layer in m.encoder.layers:
+                    layer.attention.dropout = 0.0
+                for mod in m.modules():
+                    if isinstance(mod, nn.Dropout):
+                        mod.p = 0.0
+            elif f == "noattndrop":
+                for layer in m.encoder.layers:
+                    layer.attention.dropout = 0.0
+            elif f == "unpad":
+                fwd = lambda b: unpadded_forward(m, **b)  # noqa: E731
+            elif f == "bf16":
+                amp = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+            elif f == "rand":
+                key = "rand"
+            elif f.startswith("bs"):
+                key = f
+            elif f not in ("fused", "foreach"):
+                raise SystemExit(f"unknown feature {f}")
+        trainable = [p for p in params() if p.requires_grad]
+        opt = AdamW(trainable, lr=2e-5, weight_decay=0.01, **({"fused": True} if "fused" in feats else {"foreach": True}))
+        zero = None
+        return m, opt, head, fwd, amp, key, "composition: " + " + ".join(feats), zero
     if variant == "base":
         note = "mtbert sdpa+fusedQKV, AdamW(foreach=True), bucketed"
     elif variant == "random":
@@ -111,7 +139,13 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--profile", action="store_true", help="torch.profiler table of 10 training steps")
     ap.add_argument("--profile-variant", default="base")
+    ap.add_argument("--mallopt-top-pad", type=int, default=0, metavar="BYTES",
+                    help="call glibc mallopt(M_TOP_PAD, BYTES) in-process first (what MALLOC_TOP_PAD_ does)")
     a = ap.parse_args()
+    if a.mallopt_top_pad:
+        import ctypes
+        ok = ctypes.CDLL("libc.so.6").mallopt(-2, a.mallopt_top_pad)  # M_TOP_PAD = -2
+        print(f"mallopt(M_TOP_PAD, {a.mallopt_top_pad}) -> {ok}")
     C.setup(a.threads)
     mt, hf, cfg = C.load_mt()
     P = C.train_pool(a.task, a.steps)
