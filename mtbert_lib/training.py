@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['SCHEDULES', 'single_task', 'uneven_round_robin', 'balanced_round_robin', 'TrainConfig', 'predict_split', 'evaluate',
            'to_device', 'native_bf16', 'use_bf16', 'autocast', 'provenance', 'NonFiniteLoss', 'param_groups',
-           'build_model', 'train', 'run_name', 'write_result', 'predict_checkpoint']
+           'lr_factor', 'build_model', 'train', 'run_name', 'write_result', 'predict_checkpoint']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
@@ -60,10 +60,13 @@ class TrainConfig:
     update: str = "per_task"  # per_task: one step after each task's batch | sum: one summed loss and step per round
     epochs: int = 10
     lr: float = 1e-5
+    head_lr: float | None = None  # learning rate of the freshly initialised task heads (None: lr)
+    warmup: float = 0.0  # fraction of all steps over which the learning rates rise linearly from 0
+    lr_decay: str = "constant"  # constant | linear (to 0 at the last step)
     weight_decay: float = 0.0
     freeze_encoder: bool = False  # True: 'pretrain' mode of §4.1, only the heads learn
     pooling: str = "pooler"  # pooler | cls | mean
-    pair_encoding: str = "separate"  # separate | joint
+    pair_encoding: str = "separate"  # separate | joint | per task, e.g. quora:joint,sts:separate
     sts_head: str = "regression"  # regression (MSE) | classification (6-way CE) | cosine
     dropout: float = 0.3
     consistency: str = "none"  # Mean Teacher: none | mse | kl
@@ -115,6 +118,10 @@ class TrainConfig:
         for k in ("lr", "weight_decay", "dropout", "consistency_weight"):
             if not getattr(self, k) >= 0:
                 bad(f"{k} must be ≥ 0, got {getattr(self, k)}")
+        if self.head_lr is not None and not self.head_lr >= 0:
+            bad(f"head_lr must be ≥ 0 or None, got {self.head_lr}")
+        if not 0 <= self.warmup < 1 or self.lr_decay not in ("constant", "linear"):
+            bad(f"warmup must be in [0, 1) and lr_decay 'constant' or 'linear', got {self.warmup}, {self.lr_decay!r}")
         sizes = [self.batch_size, self.eval_batch_size, *(self.batch_sizes or {}).values()]
         if any(int(b) < 1 for b in sizes):
             bad(f"batch size must be ≥ 1, got {sizes}")
@@ -122,10 +129,14 @@ class TrainConfig:
             bad(f"schedule 'uneven' needs batch_sizes for each of {self.tasks}")
         if not 0 <= self.ema_decay < 1 or self.epochs < 1 or self.max_length < 8:
             bad("ema_decay must be in [0, 1), epochs ≥ 1, max_length ≥ 8")
-        from mtbert_lib.multitask import POOLINGS, PAIR_ENCODINGS, STS_HEADS
-        for k, allowed in [("pooling", POOLINGS), ("pair_encoding", PAIR_ENCODINGS), ("sts_head", STS_HEADS)]:
+        from mtbert_lib.multitask import POOLINGS, STS_HEADS, pair_encodings
+        for k, allowed in [("pooling", POOLINGS), ("sts_head", STS_HEADS)]:
             if getattr(self, k) not in allowed:
                 bad(f"unknown {k} {getattr(self, k)!r}; expected one of {allowed}")
+        try:
+            pair_encodings(self.pair_encoding)
+        except ValueError as e:
+            bad(str(e))
         return self
 
     def sample_epoch(self, lengths: dict, epoch: int):
@@ -200,13 +211,27 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def param_groups(model, weight_decay: float):
-    """No weight decay on biases and LayerNorm weights (BERT's convention); only trainable parameters."""
-    decay, no_decay = [], []
+def param_groups(model, weight_decay: float, head_lr: float | None = None):
+    """No weight decay on biases and LayerNorm weights (BERT's convention); only trainable parameters.
+    With head_lr, the task heads (`heads.*`) get groups of their own with that learning rate."""
+    groups = {}
     for n, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            head = head_lr is not None and n.startswith("heads.")
+            groups.setdefault((head, p.ndim >= 2), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0, **({"lr": head_lr} if head else {})}
+            for (head, decay), ps in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))]
+
+
+def lr_factor(step: int, total: int, warmup: float = 0.0, decay: str = "constant") -> float:
+    """Multiplier of every group's learning rate before optimizer step `step` (0-based) of `total`:
+    linear warm-up over the first warmup·total steps, then constant or linear decay to 0 at the end."""
+    w = int(warmup * total)
+    if step < w:
+        return (step + 1) / w
+    if decay == "linear":
+        return max(0.0, (total - step) / max(1, total - w))
+    return 1.0
 
 
 def _atomic_save(obj, path: Path):
@@ -236,8 +261,13 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     train_eval = {t: encode_split(t, "train", tok, cfg.max_length, min(cfg.train_eval_limit, len(s)), report=None)
                   for t, s in train_sets.items()}
     lengths = {t: s.lengths() for t, s in train_sets.items()}
-    opt = AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, foreach=cfg.optimizer_impl == "foreach",
+    opt = AdamW(param_groups(model, cfg.weight_decay, cfg.head_lr), lr=cfg.lr, foreach=cfg.optimizer_impl == "foreach",
                 fused=cfg.optimizer_impl == "fused")
+    for g in opt.param_groups:
+        g["base_lr"] = g["lr"]
+    r0 = cfg.sample_epoch(lengths, 0)
+    total_steps = cfg.epochs * (sum(map(len, r0)) if cfg.update == "per_task" else len(r0))
+    scheduled = cfg.warmup > 0 or cfg.lr_decay != "constant"
     teacher = None
     if cfg.consistency != "none":
         from mtbert_lib.mean_teacher import MeanTeacher
@@ -280,6 +310,9 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {state['step']}, epoch {epoch}, task {task}")
                     loss.backward()
                     losses[task].append(loss.item())
+                if scheduled:
+                    for g in opt.param_groups:
+                        g["lr"] = g["base_lr"] * lr_factor(state["step"], total_steps, cfg.warmup, cfg.lr_decay)
                 opt.step()
                 state["step"] += 1
                 if teacher is not None:

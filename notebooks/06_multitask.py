@@ -76,6 +76,20 @@ def pool(out, attention_mask, how: str):
         return mean_pool(out.last_hidden_state, attention_mask)  # (B, H)
     raise ValueError(f"unknown pooling {how!r}; expected one of {POOLINGS}")
 
+
+def pair_encodings(spec: str) -> dict:
+    """'separate' | 'joint' for both pair tasks, or one per task: 'quora:joint,sts:separate'."""
+    if spec in PAIR_ENCODINGS:
+        return {"quora": spec, "sts": spec}
+    try:
+        out = dict(kv.split(":") for kv in spec.split(","))
+    except ValueError:
+        out = {}
+    if set(out) != {"quora", "sts"} or not set(out.values()) <= set(PAIR_ENCODINGS):
+        raise ValueError(f"unknown pair_encoding {spec!r}; expected one of {PAIR_ENCODINGS} "
+                         "or one per task, e.g. 'quora:joint,sts:separate'")
+    return out
+
 # %% [markdown]
 # ## 2. The model
 #
@@ -89,23 +103,23 @@ class MultitaskBERT(nn.Module):
     def __init__(self, encoder: BertModel, pooling: str = "pooler", pair_encoding: str = "separate",
                  sts_head: str = "regression", dropout: float = 0.3, freeze_encoder: bool = False):
         super().__init__()
-        for name, value, allowed in [("pooling", pooling, POOLINGS), ("pair_encoding", pair_encoding, PAIR_ENCODINGS),
-                                     ("sts_head", sts_head, STS_HEADS)]:
+        for name, value, allowed in [("pooling", pooling, POOLINGS), ("sts_head", sts_head, STS_HEADS)]:
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
-        if sts_head == "cosine" and pair_encoding != "separate":
-            raise ValueError("sts_head 'cosine' needs pair_encoding 'separate'")
+        self.pair_enc = pair_encodings(pair_encoding)  # {'quora': 'separate'|'joint', 'sts': ...}
+        if sts_head == "cosine" and self.pair_enc["sts"] != "separate":
+            raise ValueError("sts_head 'cosine' needs the STS pairs encoded 'separate'")
         self.encoder, self.pooling, self.pair_encoding, self.sts_head = encoder, pooling, pair_encoding, sts_head
         for p in encoder.parameters():
             p.requires_grad = not freeze_encoder
         H = encoder.config.hidden_size
-        pair_in = 4 * H if pair_encoding == "separate" else H
+        pair_in = {t: 4 * H if e == "separate" else H for t, e in self.pair_enc.items()}
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({
             "sst": nn.Linear(H, 5),
             "cfimdb": nn.Linear(H, 2),
-            "quora": nn.Linear(pair_in, 1),
-            "sts": nn.Linear(pair_in, 6 if sts_head == "classification" else 1),
+            "quora": nn.Linear(pair_in["quora"], 1),
+            "sts": nn.Linear(pair_in["sts"], 6 if sts_head == "classification" else 1),
         })
 
     def embed(self, enc: dict):  # padded batch -> (B, H) sentence vectors
@@ -122,7 +136,7 @@ class MultitaskBERT(nn.Module):
     def forward(self, task: str, batch: dict):
         if not TASKS[task].pair:
             return self.heads[task](self.dropout(self.embed(batch["single"])))  # (B, C)
-        if self.pair_encoding == "joint":
+        if self.pair_enc[task] == "joint":
             feats = self.dropout(self.embed(batch["joint"]))  # (B, H)
         else:
             u, v = self.embed_pair(batch["first"], batch["second"])  # (B, H) each
