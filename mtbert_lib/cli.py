@@ -74,11 +74,9 @@ def cmd_train(a):
     from dataclasses import replace, fields
     from mtbert_lib.experiments import get_experiment
     from mtbert_lib.training import train
-    cfg = get_experiment(a.experiment)
+    cfg = get_experiment(a.experiment, a.model, a.recipe)
     names = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
     changes = {"seed": a.seed}
-    if a.model:
-        changes["model"] = a.model
     for kv in a.set or []:
         k, sep, v = kv.partition("=")
         if not sep or k not in names:
@@ -103,6 +101,14 @@ def cmd_predict(a):
         raise FileNotFoundError(f"{a.checkpoint}: no such checkpoint file")
     for f in predict_checkpoint(a.checkpoint, a.out, tasks=a.tasks):
         print(f"wrote {f}")
+
+
+def cmd_baselines(a):
+    from mtbert_lib.baselines import write_baselines
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    print(f"wrote {write_baselines(a.model, a.results_dir)}")
 
 
 def cmd_experiments(a):
@@ -131,6 +137,7 @@ def build_parser():
     t.add_argument("--experiment", required=True, help="a name from `mtbert experiments`")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm | bert-base-uncased | checkpoint folder")
+    t.add_argument("--recipe", help="paper | tuned (default: the model's own: tuned for MiniLM, paper for bert-base-uncased)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--quick", action="store_true", help="shrink data and epochs (also MTBERT_QUICK=1)")
     t.add_argument("--resume", action="store_true", help="continue from runs/<run>/last.pt")
@@ -145,6 +152,11 @@ def build_parser():
     pr.add_argument("--out", default="predictions")
     pr.add_argument("--tasks", nargs="*")
     pr.set_defaults(func=cmd_predict)
+    bl = sub.add_parser("baselines", help="majority class, zero-shot and frozen linear-probe dev scores -> results/baselines-MODEL.json")
+    bl.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"))
+    bl.add_argument("--results-dir", default="results")
+    bl.add_argument("--threads", type=int)
+    bl.set_defaults(func=cmd_baselines)
     e = sub.add_parser("experiments", help="list the named experiments")
     e.set_defaults(func=cmd_experiments)
     return p

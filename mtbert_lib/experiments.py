@@ -4,6 +4,11 @@ Hand-written (not generated from a notebook): it is a table of configurations, n
 `mtbert experiments` lists them; `mtbert train --experiment NAME` runs one; the notebooks use the same objects.
 Paper settings everywhere unless a name says otherwise: 10 epochs, dropout 0.3 on the pooled output, lr 1e-5
 (fine-tuning) or 1e-3 (frozen encoder), the pooler as sentence vector, sentences of a pair encoded separately.
+
+A recipe per encoder: the rows vary only what the paper varies (tasks, data schedule, update mode, STS loss, Mean
+Teacher, batch size, weight decay, frozen encoder). Everything else — sentence vector, learning rates and their
+schedule, pair encoding, the regression STS head, epochs — comes from the recipe of the encoder in use
+(`RECIPES`): the paper's own for bert-base-uncased, one found on dev for MiniLM (notebook 09, "The MiniLM recipe").
 """
 from dataclasses import replace
 
@@ -60,7 +65,44 @@ PAPER_TABLE1 = {
 PAPER_SENTIMENT = {"sst-pretrain": 0.392, "cfimdb-pretrain": 0.788, "sst-finetune": 0.511, "cfimdb-finetune": 0.976}
 
 
-def get_experiment(name: str) -> TrainConfig:
+#: Per-encoder recipes. 'paper': the paper's hyper-parameters (bert-base-uncased). 'tuned': found on dev for MiniLM
+#: by the search in results/search/ (notebook 09); its epochs are the CPU protocol (2 cores).
+RECIPES = {
+    "paper": {},
+    "tuned": dict(pooling="mean", lr=5e-5, head_lr=1e-3, warmup=0.1, lr_decay="linear",
+                  pair_encoding="quora:joint,sts:separate", mse_sts_head="cosine", epochs=2),
+}
+DEFAULT_RECIPE = {"bert-base-uncased": "paper", "minilm": "tuned"}
+
+
+def recipe_of(model: str) -> str:
+    """The default recipe of an encoder: MiniLM (and checkpoints further pretrained from it) use 'tuned'."""
+    from pathlib import Path
+    return DEFAULT_RECIPE.get(model, "tuned" if "minilm" in Path(model).name.lower() else "paper")
+
+
+def apply_recipe(cfg: TrainConfig, recipe: str) -> TrainConfig:
+    """The row `cfg` on top of an encoder's recipe: the row keeps what the paper varies (its STS loss: the 6-way
+    cross-entropy head stays; the MSE rows take the recipe's regression head), the recipe sets everything else.
+    Frozen-encoder rows keep their learning rate (only the head learns)."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; expected one of {sorted(RECIPES)}")
+    r = dict(RECIPES[recipe])
+    sts_head = r.pop("mse_sts_head", None)
+    if sts_head and cfg.sts_head == "regression":
+        r["sts_head"] = sts_head
+    if cfg.sts_head == "classification" and "pair_encoding" in r:  # the 6-way head reads [u, v, |u−v|, u·v]
+        r["pair_encoding"] = r["pair_encoding"].replace("sts:joint", "sts:separate")
+    if cfg.freeze_encoder:
+        r = {k: v for k, v in r.items() if k not in ("lr", "head_lr", "warmup", "lr_decay")}
+    return replace(cfg, recipe=recipe, **r)
+
+
+def get_experiment(name: str, model: str | None = None, recipe: str | None = None) -> TrainConfig:
+    """A named row with the recipe of `model` (default: the row's model), or the recipe named."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; run `mtbert experiments` to list them")
-    return EXPERIMENTS[name]
+    cfg = EXPERIMENTS[name]
+    if model:
+        cfg = replace(cfg, model=model)
+    return apply_recipe(cfg, recipe or recipe_of(cfg.model))

@@ -78,6 +78,7 @@ class TrainConfig:
     max_length: int = 128
     bucket: int = 50  # length bucketing: sort within chunks of this many batches (0: off)
     model: str = "minilm"
+    recipe: str = "paper"  # the encoder's recipe these settings come from (experiments.RECIPES); names the run
     seed: int = 0
     train_limit: int | None = None  # first N training examples per task (quick mode)
     dev_limit: int | None = None
@@ -343,7 +344,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
     model = Path(cfg.model).name if os.sep in cfg.model else cfg.model
-    return f"{cfg.name}-{model}-seed{cfg.seed}{quick}"
+    recipe = "" if cfg.recipe == "paper" else f"-{cfg.recipe}"
+    return f"{cfg.name}-{model}{recipe}-seed{cfg.seed}{quick}"
 
 
 def write_result(cfg, state, device, results_dir, run) -> dict:

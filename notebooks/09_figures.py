@@ -14,13 +14,14 @@
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mtbert-course/mtbert/blob/main/notebooks/09_figures.ipynb)
 #
-# # 09 · The paper's table and figures, regenerated from `results/`
+# # 09 · The experiments: a recipe for MiniLM, the paper's Table 1 and Figures 3–6, regenerated from `results/`
 #
 # Every training run writes one JSON to `results/` (config, seed, per-epoch train and dev metrics, wall time,
-# model, data edition, git revision). This notebook reads them all and redraws Table 1 and Figures 3–6 of the
-# paper into `figures/`. Each panel says which runs it used: quick-mode runs (a few dozen steps on 96 examples
-# per task) only show that the pipeline works; full runs are the ones to compare with the paper. Where a sweep
-# has no runs yet, the notebook says which command makes them.
+# model, data edition, git revision). This notebook reads them all and draws the recipe search, Table 1 and
+# Figures 3–6 into `figures/`, always beside three baselines (`mtbert baselines`): the majority class, the encoder
+# zero-shot (no training at all) and a linear probe on its frozen sentence vectors. Full runs are the ones to
+# compare; a quick-mode run (a few dozen steps) only shows that the pipeline works and is labelled so. Where a
+# sweep has no runs yet, the notebook says which command makes them. Nothing here trains: it only reads.
 
 # %%
 # Colab set-up: on Colab this installs the course and fetches the data; anywhere else it does nothing.
@@ -39,29 +40,39 @@ if "google.colab" in sys.modules:
 
 # %%
 #| export
-"""Read results/*.json into a table and draw the paper's Table 1 and Figures 3-6 from it."""
+"""Read results/*.json into tables (mean ± std over seeds) and draw the recipe search, Table 1 and Figures 3-6."""
 import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-from mtbert_lib.experiments import PAPER_TABLE1, TABLE1
+from mtbert_lib.experiments import PAPER_TABLE1, PAPER_SENTIMENT, TABLE1
+
+TASKS3 = ["sst", "quora", "sts"]
+METRIC = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFIMDB acc"}
 
 # %%
 #| export
-def load_results(folder="results") -> pd.DataFrame:
-    """One row per (run, epoch): experiment, model, quick, seed, epoch, dev_<task>, train_<task>, wall_s, file."""
-    rows = []
-    for f in sorted(Path(folder).glob("*.json")):
+def load_results(folder="results", recursive: bool = False) -> pd.DataFrame:
+    """One row per (run, epoch): experiment, model, recipe, quick, seed, epoch, dev_<task>, train_<task>, wall_s,
+    file, tag (the sub-folder, for search runs) and the config fields a recipe varies."""
+    rows, folder = [], Path(folder)
+    for f in sorted(folder.rglob("*.json") if recursive else folder.glob("*.json")):
         r = json.loads(f.read_text())
         if "epochs" not in r:
             continue
+        c = r["config"]
         for e in r["epochs"]:
-            row = {"experiment": r["experiment"], "model": r["provenance"]["model"], "quick": r["quick"],
-                   "seed": r["provenance"]["seed"], "edition": r["provenance"]["data_edition"],
-                   "rev": r["provenance"]["git_revision"], "epoch": e["epoch"], "wall_s": e["wall_s"], "file": f.name,
-                   "best_epoch": r["best_epoch"]}
+            row = {"experiment": r["experiment"], "model": r["provenance"]["model"], "recipe": c.get("recipe", "paper"),
+                   "quick": r["quick"], "seed": r["provenance"]["seed"], "edition": r["provenance"]["data_edition"],
+                   "rev": r["provenance"]["git_revision"], "hardware": r["provenance"]["hardware"],
+                   "epoch": e["epoch"], "epochs": c["epochs"], "wall_s": e["wall_s"], "file": str(f.relative_to(folder)),
+                   "tag": f.parent.name if f.parent != folder else "", "best_epoch": r["best_epoch"],
+                   **{k: c.get(k) for k in ("pooling", "lr", "head_lr", "warmup", "lr_decay", "pair_encoding",
+                                            "sts_head", "consistency", "batch_size", "weight_decay")}}
             row.update({f"dev_{t}": v for t, v in e["dev"].items()})
             row.update({f"train_{t}": v for t, v in e["train"].items()})
             rows.append(row)
@@ -69,70 +80,205 @@ def load_results(folder="results") -> pd.DataFrame:
 
 
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The best-dev epoch of each run."""
+    """The best-dev epoch of each run (the checkpoint `best.pt` keeps)."""
     return df[df.epoch == df.best_epoch].reset_index(drop=True)
+
+
+def summarize(df: pd.DataFrame, names, tasks=TASKS3) -> pd.DataFrame:
+    """Per experiment: number of runs (seeds) and mean / std over them of each task's best-epoch dev metric."""
+    b, out = best_rows(df), []
+    for name in names:
+        runs = b[b.experiment == name]
+        row = {"experiment": name, "runs": len(runs), "wall_s": runs.wall_s.mean() if len(runs) else np.nan}
+        for t in tasks:
+            v = runs[f"dev_{t}"].dropna() if f"dev_{t}" in runs else pd.Series(dtype=float)
+            row[f"{t}"], row[f"{t} std"] = (v.mean(), v.std(ddof=1) if len(v) > 1 else np.nan) if len(v) else (np.nan, np.nan)
+        out.append(row)
+    return pd.DataFrame(out).set_index("experiment")
+
+
+def pm(mean, std, n=None, digits=3) -> str:
+    """'0.512 ± 0.004 (3)'; a single run has no ± ; a missing value is '–'."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    s = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and np.isfinite(std) else "")
+    return s + (f" ({n})" if n is not None else "")
+
+# %%
+#| export
+def load_baselines(folder="results", model="minilm") -> dict | None:
+    p = Path(folder) / f"baselines-{model}.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def baseline_lines(b: dict | None) -> dict:
+    """{task: [(label, value)]}: what each figure draws as dashed lines."""
+    if not b:
+        return {}
+    out = {t: [("majority", b["majority"][t])] for t in ("sst", "quora", "cfimdb")}
+    out["sts"] = []
+    for t in ("quora", "sts"):
+        out[t].append(("zero-shot", b["zero_shot"][t]))
+    for t in ("sst", "cfimdb"):
+        out[t].append(("linear probe", b["linear_probe"][t]))
+    return out
+
+
+def draw_baselines(ax, lines, vertical: bool = False):
+    for (label, v), style in zip(lines, ["--", ":", "-."]):
+        (ax.axvline if vertical else ax.axhline)(v, ls=style, color="0.35", lw=1, label=f"{label} {v:.3f}")
 
 # %%
 import os
 from mtbert_lib.data import project_root
 root = project_root() or Path("..")
 df = load_results(root / "results")
+search = load_results(root / "results" / "search", recursive=True)
+base = load_baselines(root / "results")
 figdir = root / "figures"
 figdir.mkdir(exist_ok=True)
-print(f"{df.file.nunique() if len(df) else 0} runs in results/:",
-      ", ".join(sorted(df.experiment.unique())) if len(df) else "none yet")
+print(f"{df.file.nunique() if len(df) else 0} runs in results/, {search.file.nunique() if len(search) else 0} in results/search/")
+if base:
+    print(f"baselines ({base['model']}, {base['data_edition']}, rev {base['provenance']['git_revision']}):")
+    for kind in ("majority", "zero_shot", "linear_probe"):
+        print(f"  {kind:12s}", ", ".join(f"{t} {v:.3f}" for t, v in base[kind].items() if t != "quora_threshold"))
+else:
+    print("no baselines yet: mtbert baselines")
 
 # %% [markdown]
-# ## Table 1: single-task and round-robin fine-tuning
+# ## 1. A recipe for MiniLM, found on dev
 #
-# Our dev numbers (best epoch of each run; MiniLM unless the model column says otherwise) next to the paper's
-# (bert-base-uncased, original Quora split). Not the same model nor the same Quora data: read the shapes — which
-# rows win, which task suffers — not the absolute numbers.
+# The paper's hyper-parameters were chosen for bert-base-uncased: BERT's pooler (the tanh layer on [CLS] that
+# next-sentence prediction trained) as the sentence vector, one flat learning rate of 1e-5 for everything, the two
+# sentences of a pair encoded separately and compared through `[u, v, |u−v|, u·v]`. MiniLM (all-MiniLM-L6-v2) was
+# trained differently: its *mean-pooled* token states were pulled together for paraphrases and similar sentences
+# (Quora duplicates and NLI among its training pairs), and its pooler was never trained. So the paper's recipe
+# starts MiniLM from a random projection of [CLS], and at lr 1e-5 the freshly initialised heads learn so slowly
+# that after two epochs the paraphrase head still predicts the majority class (0.625) and STS sits far below the
+# zero-shot cosine — fine-tuning that *destroys* what the model knew.
+#
+# The search below (dev only, seed 0, every run under the CPU protocol) changes one thing at a time: the sentence
+# vector, the STS head (5·cos(u, v), MiniLM's own training objective, instead of a regression on the paired
+# features), the learning rate with a warm-up and linear decay and a 20× higher rate for the heads, and reading the
+# Quora pair jointly (`[CLS] q1 [SEP] q2 [SEP]`, a cross-encoder) while STS stays a cosine of two vectors.
+# Commands: `results/search/<tag>/*.json` store each run's config; the tag names the setting.
 
 # %%
 #| export
-def table1(df: pd.DataFrame, quick: bool) -> pd.DataFrame:
-    b = best_rows(df[df.quick == quick])
-    out = []
-    for name in TABLE1:
-        runs = b[b.experiment == name]
-        row = {"experiment": name, "runs": len(runs)}
-        for t, paper in zip(["sst", "quora", "sts"], PAPER_TABLE1[name]):
-            row[f"ours {t}"] = runs[f"dev_{t}"].mean() if len(runs) else float("nan")
-            row[f"paper {t}"] = paper
-        row["ours avg"] = sum(row[f"ours {t}"] for t in ["sst", "quora", "sts"]) / 3
-        row["paper avg"] = sum(PAPER_TABLE1[name]) / 3
-        out.append(row)
-    return pd.DataFrame(out).set_index("experiment")
+def search_table(search: pd.DataFrame) -> pd.DataFrame:
+    """One row per search setting (tag): its knobs, epochs and best-epoch dev metrics."""
+    b = best_rows(search)
+    cols = ["tag", "pooling", "lr", "head_lr", "warmup", "lr_decay", "pair_encoding", "sts_head", "consistency",
+            "epochs", "best_epoch", "dev_sst", "dev_quora", "dev_sts", "wall_s"]
+    return b[cols].sort_values("tag").set_index("tag")
 
 
-def plot_table1(t: pd.DataFrame, title: str, path=None):
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
-    for ax, task in zip(axes, ["sst", "quora", "sts", "avg"]):
-        y = range(len(t))
-        ax.barh([i + 0.2 for i in y], t[f"ours {task}"], height=0.4, label="ours")
-        ax.barh([i - 0.2 for i in y], t[f"paper {task}"], height=0.4, label="paper (bert-base)", alpha=0.6)
-        ax.set_yticks(list(y), t.index); ax.invert_yaxis(); ax.set_title(f"dev {task}"); ax.set_xlim(0, 1)
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle(title); fig.tight_layout()
+def plot_search(t: pd.DataFrame, baselines: dict, path=None):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.45 * len(t) + 1.6), sharey=True)
+    for ax, task in zip(axes, TASKS3):
+        ax.barh(range(len(t)), t[f"dev_{task}"], color="tab:blue")
+        for i, v in enumerate(t[f"dev_{task}"]):
+            ax.text(v + 0.005, i, f"{v:.3f}", va="center", fontsize=8)
+        draw_baselines(ax, baselines.get(task, []), vertical=True)
+        ax.set_yticks(range(len(t)), t.index, fontsize=8); ax.set_title(f"dev {METRIC[task]}"); ax.set_xlim(0, 1.05)
+        if baselines.get(task):
+            ax.legend(fontsize=7, loc="lower right")
+    axes[0].invert_yaxis()
+    fig.suptitle("Recipe search on dev (MiniLM, seed 0, best epoch)", fontsize=11); fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
     return fig
 
 # %%
+if len(search):
+    st = search_table(search)
+    display(st.round(3))
+    plot_search(st, baseline_lines(base), figdir / "recipe_search.png"); plt.show()
+else:
+    print("no search runs yet (results/search/)")
+
+# %% [markdown]
+# The dev curves of the search runs choose the CPU protocol's epoch count: where the curves flatten, more epochs
+# buy little on 2 cores.
+
+# %%
+if len(search):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.2))
+    for ax, task in zip(axes, TASKS3):
+        for tag, g in search.groupby("tag"):
+            ax.plot(g.epoch, g[f"dev_{task}"], marker="o", label=tag)
+        draw_baselines(ax, baseline_lines(base).get(task, []))
+        ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=6); fig.suptitle("Search runs: dev metric per epoch", fontsize=11); fig.tight_layout()
+    fig.savefig(figdir / "recipe_search_curves.png", dpi=110); plt.show()
+
+# %% [markdown]
+# ## 2. Table 1: single-task and round-robin fine-tuning
+#
+# Our dev numbers — mean ± std over seeds (number of runs), best epoch of each run, MiniLM with its recipe — next
+# to the paper's (bert-base-uncased, original Quora split). Not the same model nor the same Quora data: read the
+# shapes (which rows win, which task suffers), and read every number against the baselines: MiniLM zero-shot is
+# already strong on the two pair tasks.
+
+# %%
+#| export
+def table1(df: pd.DataFrame, quick: bool = False, recipe: str | None = None) -> pd.DataFrame:
+    d = df[(df.quick == quick) & ((df.recipe == recipe) if recipe else True)]
+    t = summarize(d, TABLE1)
+    for task, i in zip(TASKS3, range(3)):
+        t[f"paper {task}"] = [PAPER_TABLE1[n][i] for n in t.index]
+    return t
+
+
+def table1_markdown(t: pd.DataFrame, baselines: dict | None) -> str:
+    lines = ["| row | runs | dev SST | dev Para | dev STS | paper SST / Para / STS |", "|---|---|---|---|---|---|"]
+    if baselines:
+        m, z, lp = baselines["majority"], baselines["zero_shot"], baselines["linear_probe"]
+        lines += [f"| *majority class* | – | {m['sst']:.3f} | {m['quora']:.3f} | – | |",
+                  f"| *zero-shot (mean-pooled cosine)* | – | – | {z['quora']:.3f} | {z['sts']:.3f} | |",
+                  f"| *linear probe (frozen)* | – | {lp['sst']:.3f} | – | – | |"]
+    for name, r in t.iterrows():
+        cells = [pm(r[task], r[f"{task} std"]) for task in TASKS3]
+        lines.append(f"| {name} | {r.runs} | " + " | ".join(cells) + " | " +
+                     " / ".join(f"{r[f'paper {task}']:.3f}" for task in TASKS3) + " |")
+    return "\n".join(lines)
+
+
+def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9), sharey=True)
+    y = np.arange(len(t))
+    for ax, task in zip(axes, TASKS3):
+        ax.barh(y + 0.2, t[task], xerr=t[f"{task} std"].fillna(0), height=0.4, label="ours (mean ± std)", capsize=2)
+        ax.barh(y - 0.2, t[f"paper {task}"], height=0.4, label="paper (bert-base)", alpha=0.5)
+        draw_baselines(ax, baselines.get(task, []), vertical=True)
+        ax.set_yticks(y, [f"{n} ({r})" for n, r in zip(t.index, t.runs)]); ax.set_title(f"dev {METRIC[task]}")
+        ax.set_xlim(0, 1); ax.legend(fontsize=7, loc="lower right")
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=11); fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+# %%
+lines = baseline_lines(base)
 for quick in (False, True):
     t = table1(df, quick) if len(df) else None
     if t is None or t.runs.sum() == 0:
-        print(f"no {'quick' if quick else 'full'} Table 1 runs yet: tools/run_table1_quick.sh or mtbert train --experiment NAME")
+        print(f"no {'quick' if quick else 'full'} Table 1 runs yet: mtbert train --experiment NAME --seed S")
         continue
+    d = df[df.quick == quick]
+    print(f"{'quick-mode' if quick else 'full'} runs: model {', '.join(sorted(d.model.unique()))}, recipe "
+          f"{', '.join(sorted(d.recipe.unique()))}, data {', '.join(sorted(d.edition.unique()))}, "
+          f"{', '.join(sorted(d.hardware.unique()))}, revisions {', '.join(sorted(d.rev.dropna().unique()))}")
     display(t.round(3))
-    plot_table1(t, f"Table 1 ({'quick mode' if quick else 'full runs'}; {', '.join(sorted(df.model.unique()))})",
-                figdir / f"table1{'_quick' if quick else ''}.png")
+    plot_table1(t, lines, f"Table 1 ({'quick mode: a pipeline check, not a result' if quick else 'full runs'}; "
+                f"{', '.join(sorted(d.model.unique()))})", figdir / f"table1{'_quick' if quick else ''}.png"); plt.show()
 
 # %% [markdown]
-# ## Figures 3–5: batch size, STS loss, Mean Teacher
+# ## 3. Figures 3–5: batch size, STS loss, Mean Teacher (and the weight-decay appendix)
 #
-# Dev metrics per epoch for each sweep's variants.
+# Dev metric per epoch for each sweep's variants, mean over seeds with a band of ± one standard deviation, beside
+# the baselines.
 
 # %%
 #| export
@@ -142,47 +288,129 @@ SWEEPS = {
     "fig5_mean_teacher": ["fig5-mt-none", "fig5-mt-mse", "fig5-mt-kl"],
     "weight_decay": ["wd-0", "wd-0.01", "wd-0.1"],
 }
+#: Sweep variants whose config is exactly a Table 1 row's (tests/test_experiments.py checks it): their runs are
+#: that row's runs, so no compute is spent twice.
+ALIASES = {"fig3-batch8": "rr-balanced-specialized", "fig4-sts-mse": "rr-balanced-specialized",
+           "fig5-mt-none": "rr-balanced-specialized", "fig5-mt-kl": "rr-balanced-specialized-mt",
+           "wd-0": "rr-balanced-specialized-mt"}
 
 
-def plot_sweep(df: pd.DataFrame, names, title: str, path=None):
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-    for ax, task in zip(axes, ["sst", "quora", "sts"]):
+def with_aliases(df: pd.DataFrame) -> pd.DataFrame:
+    """The runs table plus, for each alias without runs of its own, a copy of its Table 1 row's runs under its name."""
+    if not len(df):
+        return df
+    extra = [df[df.experiment == row].assign(experiment=alias) for alias, row in ALIASES.items()
+             if not (df.experiment == alias).any()]
+    return pd.concat([df, *extra], ignore_index=True)
+
+
+def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict | None = None):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    for ax, task in zip(axes, TASKS3):
         for name in names:
             runs = df[df.experiment == name]
             if len(runs):
-                curve = runs.groupby("epoch")[f"dev_{task}"].mean()
-                ax.plot(curve.index, curve.values, marker="o", label=f"{name} ({runs.file.nunique()} run)")
-        ax.set_title(f"dev {task}"); ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
+                g = runs.groupby("epoch")[f"dev_{task}"]
+                m, s = g.mean(), g.std(ddof=1).fillna(0)
+                line, = ax.plot(m.index, m.values, marker="o", label=f"{name} ({runs.file.nunique()} runs)")
+                ax.fill_between(m.index, m - s, m + s, color=line.get_color(), alpha=0.15)
+        draw_baselines(ax, (baselines or {}).get(task, []))
+        ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
         fig.savefig(path, dpi=110)
     return fig
 
 # %%
+dfa = with_aliases(df)
 for fig_name, names in SWEEPS.items():
-    have = df[df.experiment.isin(names)] if len(df) else df
+    have = dfa[dfa.experiment.isin(names)] if len(dfa) else dfa
     if not len(have):
         print(f"{fig_name}: no runs yet — mtbert train --experiment {' / '.join(names)}")
         continue
-    mode = "quick mode" if have.quick.all() else "full runs"
-    plot_sweep(have, names, f"{fig_name} ({mode})", figdir / f"{fig_name}.png")
+    full = have[~have.quick]
+    mode = "full runs" if len(full) else "quick mode: a pipeline check, not a result"
+    plot_sweep(full if len(full) else have, names, f"{fig_name} ({mode})", figdir / f"{fig_name}.png", lines); plt.show()
 
 # %% [markdown]
-# ## Figure 6: training vs held-out accuracy
+# ## 4. Figure 6: training vs held-out scores
 #
 # The paper found training accuracy at 90–95% while dev stayed at 50–75%: overfitting that Mean Teacher reduced but
-# did not remove. The training numbers here are measured each epoch on a fixed sample of the training set.
+# did not remove. The training numbers here are measured each epoch on a fixed sample of 1,000 training examples
+# per task, with the model the run keeps (the teacher, for Mean Teacher runs) in evaluation mode.
 
 # %%
 best = "rr-balanced-specialized-mt"
-runs = df[df.experiment == best] if len(df) else df
+runs = df[(df.experiment == best) & ~df.quick] if len(df) else df
 if len(runs):
-    run = runs[runs.file == runs.file.iloc[-1]]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for t in ["sst", "quora", "sts"]:
-        line, = ax.plot(run.epoch, run[f"train_{t}"], "--", marker="o", label=f"train {t}")
-        ax.plot(run.epoch, run[f"dev_{t}"], "-", marker="o", color=line.get_color(), label=f"dev {t}")
-    ax.set_xlabel("epoch"); ax.legend(fontsize=8, ncol=3); ax.set_title(f"{best}: train vs dev ({run.file.iloc[0]})")
-    fig.tight_layout(); fig.savefig(figdir / "fig6_train_vs_dev.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for t in TASKS3:
+        g = runs.groupby("epoch")
+        line, = ax.plot(g.epoch.first(), g[f"train_{t}"].mean(), "--", marker="o", label=f"train {t}")
+        ax.plot(g.epoch.first(), g[f"dev_{t}"].mean(), "-", marker="o", color=line.get_color(), label=f"dev {t}")
+    ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True)); ax.legend(fontsize=7, ncol=3)
+    ax.set_title(f"{best}: train vs dev (mean of {runs.file.nunique()} runs)", fontsize=10)
+    fig.tight_layout(); fig.savefig(figdir / "fig6_train_vs_dev.png", dpi=110); plt.show()
 else:
-    print(f"no {best} run yet: mtbert train --experiment {best}")
+    print(f"no full {best} run yet: mtbert train --experiment {best}")
+
+# %% [markdown]
+# ## 5. §4.1: the single-task sentiment classifier, frozen or fine-tuned
+
+# %%
+s41 = summarize(df[~df.quick], list(PAPER_SENTIMENT), ["sst", "cfimdb"]) if len(df) else None
+if s41 is not None and s41.runs.sum():
+    s41["paper"] = [PAPER_SENTIMENT[n] for n in s41.index]
+    display(s41.round(3))
+else:
+    print("no §4.1 runs yet: mtbert train --experiment sst-pretrain | sst-finetune | cfimdb-pretrain | cfimdb-finetune")
+
+# %% [markdown]
+# ## 6. The paper's claims, one sentence each
+#
+# A difference counts as *reproduced* only when the two means differ by more than twice the larger standard
+# deviation over seeds (with at least two seeds each); otherwise it is *within seed noise*; with one seed it is
+# *unsettled*.
+
+# %%
+#| export
+def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
+    """(mean_a − mean_b, verdict): 'a > b', 'a < b', 'within seed noise' or 'unsettled (n runs)'."""
+    s = summarize(df, [a, b], [task])
+    (ma, sa, na), (mb, sb, nb) = [(s.loc[n, task], s.loc[n, f"{task} std"], s.loc[n, "runs"]) for n in (a, b)]
+    if not (na and nb):
+        return np.nan, "no runs yet"
+    diff = ma - mb
+    if min(na, nb) < 2:
+        return diff, f"unsettled ({na} and {nb} runs)"
+    if abs(diff) <= 2 * max(sa, sb):
+        return diff, "within seed noise"
+    return diff, f"{a} {'>' if diff > 0 else '<'} {b}"
+
+
+CLAIMS = [  # (the paper's claim, row a, row b, task, the paper's sign of a − b)
+    ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1),
+    ("MSE regression beats 6-way cross-entropy for STS", "fig4-sts-mse", "fig4-sts-ce", "sts", +1),
+    ("Mean Teacher (KL) helps the multitask model (average)", "fig5-mt-kl", "fig5-mt-none", "avg", +1),
+    ("batch 8 beats batch 32 (average)", "fig3-batch8", "fig3-batch32", "avg", +1),
+    ("batch 8 beats batch 64 (average)", "fig3-batch8", "fig3-batch64", "avg", +1),
+    ("the specialized loss (per-task steps, MSE for STS) beats plain balanced round-robin (average)",
+     "rr-balanced-specialized", "rr-balanced", "avg", +1),
+]
+
+
+def claim_sentences(df: pd.DataFrame) -> list:
+    d = df.copy()
+    if len(d):
+        d["dev_avg"] = d[[f"dev_{t}" for t in TASKS3]].mean(axis=1)
+    out = []
+    for text, a, b, task, sign in CLAIMS:
+        diff, verdict = compare(d, a, b, task) if len(d) else (np.nan, "no runs yet")
+        if verdict.startswith(a):
+            verdict = "reproduced" if np.sign(diff) == sign else "not reproduced (the opposite holds)"
+        out.append(f"- The paper: {text}. Ours ({a} − {b}, dev {task}): "
+                   + (f"{diff:+.3f}, " if np.isfinite(diff) else "") + f"**{verdict}**.")
+    return out
+
+# %%
+print("\n".join(claim_sentences(with_aliases(df[~df.quick]) if len(df) else df)))

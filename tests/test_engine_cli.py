@@ -146,12 +146,13 @@ def cli_run(request, tmp_path_factory):
 def test_cli_train_writes_result_json(cli_run):
     assert cli_run["rc_train"] == 0
     files = sorted(cli_run["results"].glob("*.json"))
-    assert [f.name for f in files] == ["only-sts-mse-mt-minilm-seed0-quick.json"]
+    assert [f.name for f in files] == ["only-sts-mse-mt-minilm-tuned-seed0-quick.json"]  # MiniLM's own recipe
     res = json.loads(files[0].read_text())
     cfg = res["config"]
     assert res["experiment"] == cfg["name"] == "only-sts-mse-mt"
     assert cfg["seed"] == 0 and cfg["tasks"] == ["sts"] and cfg["consistency"] == "kl"
     assert cfg["train_limit"] == 16 and cfg["dev_limit"] == 16 and cfg["epochs"] == 1
+    assert cfg["recipe"] == "tuned" and cfg["pooling"] == "mean" and cfg["sts_head"] == "cosine"  # the row's MSE head
     prov = res["provenance"]
     assert prov["model"] == "minilm" and prov["seed"] == 0
     assert isinstance(prov["git_revision"], str) and len(prov["git_revision"]) >= 7

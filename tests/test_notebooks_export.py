@@ -98,3 +98,27 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+DRAWS = ("plt.", "plot_", ".plot(", ".imshow(", ".barh(", ".hist(")
+
+
+def _drawing_cells(nb):
+    """Code cells that draw a figure when run (not the `#| export` cells that only define plotting functions)."""
+    for i, c in enumerate(nb.cells):
+        src = c.source
+        if c.cell_type != "code" or src.lstrip().startswith("#| export"):
+            continue
+        if any(d in src for d in DRAWS) and "import matplotlib" not in src.strip().splitlines()[-1]:
+            yield i, c
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_every_plotting_cell_stores_its_picture(repo_root, name):
+    """A learner on GitHub or a Colab preview sees the pictures without running anything: every executed cell that
+    draws stores at least one image/png output (the build uses the inline backend, never Agg)."""
+    import nbformat
+    nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    missing = [f"cell {i}: {c.source.strip().splitlines()[0][:70]!r}" for i, c in _drawing_cells(nb)
+               if not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
+    assert not missing, f"{name}: plotting cells without a stored picture (rebuild: python tools/notebooks.py build {name[:2]}): {missing}"

@@ -87,7 +87,7 @@ def build(which=()):
     import nbformat
     from nbclient import NotebookClient
     os.environ["MTBERT_QUICK"] = "1"
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend stores every picture in the notebook
     sync()
     for p in sources(which):
         nb = read_source(p)

@@ -1,45 +1,120 @@
-"""Render results/*.json as a markdown table (what the README and closing notes quote).
+"""Render results/ as markdown: what the README's results section and the closing notes quote.
 
-    python tools/results_table.py [results] [--quick-only | --full-only]
+    python tools/results_table.py [results]            # print the whole section
+    python tools/results_table.py [results] --readme   # rewrite README.md between its results markers
+    python tools/results_table.py [results] --quick-only | --full-only   # one row per run (the old flat table)
 
-Each row names its model, data edition, seed, device, git revision and whether it was a quick-mode run, next to
-the paper's dev numbers for the same row (bert-base-uncased, original Quora split: not the same model or data).
+Every table is computed by mtbert_lib.plots, the same functions notebook 09 draws its figures with.
 """
-import json, sys
+import json, re, sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import numpy as np  # noqa: E402
+
 from mtbert_lib.experiments import PAPER_TABLE1, PAPER_SENTIMENT  # noqa: E402
+from mtbert_lib import plots  # noqa: E402
+
+START, END = "<!-- results:start (python tools/results_table.py --readme) -->", "<!-- results:end -->"
 
 
-def rows(folder):
+def provenance_line(d) -> str:
+    def join(col):
+        return ", ".join(sorted(str(v) for v in d[col].dropna().unique()))
+    return (f"model {join('model')} · recipe {join('recipe')} · data {join('edition')} · {join('hardware')} · "
+            f"seeds {join('seed')} · git {join('rev')}")
+
+
+def section(folder: Path) -> str:
+    df, search = plots.load_results(folder), plots.load_results(folder / "search", recursive=True)
+    base = plots.load_baselines(folder)
+    full = df[~df.quick] if len(df) else df
+    out = []
+    if base:
+        p = base["provenance"]
+        out += ["**Baselines** (`mtbert baselines`; " + f"{base['model']}, {base['data_edition']}, {p['hardware']}, "
+                f"git {p['git_revision']}): majority class SST {base['majority']['sst']:.3f} / Quora "
+                f"{base['majority']['quora']:.3f} / CFIMDB {base['majority']['cfimdb']:.3f}; zero-shot (mean-pooled "
+                f"cosine; Quora threshold chosen on train) Quora {base['zero_shot']['quora']:.3f} / STS "
+                f"{base['zero_shot']['sts']:.3f} (all {863} dev pairs); linear probe on frozen mean-pooled vectors SST "
+                f"{base['linear_probe']['sst']:.3f} / CFIMDB {base['linear_probe']['cfimdb']:.3f}.", ""]
+    if len(search):
+        t = plots.search_table(search)
+        out += ["**The MiniLM recipe search** (dev, seed 0; `results/search/<tag>/`; " + provenance_line(search) + "):", "",
+                "| setting | pooling | lr | head lr | warm-up / decay | pair encoding | STS head | MT | epochs (best) | dev SST | dev Para | dev STS | wall |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for tag, r in t.iterrows():
+            hl = "–" if r.head_lr is None or (isinstance(r.head_lr, float) and np.isnan(r.head_lr)) else f"{r.head_lr:g}"
+            out.append(f"| {tag} | {r.pooling} | {r.lr:g} | {hl} | {r.warmup or 0:g} / {r.lr_decay or 'constant'} | "
+                       f"{r.pair_encoding} | {r.sts_head} | {r.consistency} | {r.epochs} ({r.best_epoch}) | "
+                       f"{r.dev_sst:.3f} | {r.dev_quora:.3f} | {r.dev_sts:.3f} | {r.wall_s:.0f} s |")
+        out.append("")
+    if len(full):
+        t = plots.table1(full)
+        if t.runs.sum():
+            d = full[full.experiment.isin(t.index)]
+            out += ["**Table 1, full runs** (dev, best epoch; mean ± std over seeds; " + provenance_line(d) + "):", "",
+                    plots.table1_markdown(t, base), ""]
+        fa = plots.with_aliases(full)
+        rows = []
+        for fig, names in plots.SWEEPS.items():
+            s = plots.summarize(fa, names)
+            for n, r in s.iterrows():
+                if r.runs:
+                    alias = f" (= {plots.ALIASES[n]})" if n in plots.ALIASES else ""
+                    rows.append(f"| {fig} | {n}{alias} | {r.runs} | " + " | ".join(plots.pm(r[k], r[f'{k} std']) for k in plots.TASKS3) + " |")
+        if rows:
+            out += ["**Figures 3–5 and the weight-decay appendix** (dev, best epoch, mean ± std (runs)):", "",
+                    "| figure | variant | runs | dev SST | dev Para | dev STS |", "|---|---|---|---|---|---|", *rows, ""]
+        s41 = plots.summarize(full, list(PAPER_SENTIMENT), ["sst", "cfimdb"])
+        if s41.runs.sum():
+            out += ["**§4.1, single-task sentiment** (dev accuracy, mean ± std (runs); paper = bert-base-uncased):", "",
+                    "| run | runs | ours | paper |", "|---|---|---|---|"]
+            for n, r in s41[s41.runs > 0].iterrows():
+                task = n.split("-")[0]
+                out.append(f"| {n} | {r.runs} | {plots.pm(r[task], r[f'{task} std'])} | {PAPER_SENTIMENT[n]:.3f} |")
+            out.append("")
+        out += ["**The paper's claims** (`plots.claim_sentences`: a difference counts only beyond twice the larger "
+                "std over ≥ 2 seeds):", "", *plots.claim_sentences(fa), "",
+                f"Wall time of all {full.file.nunique()} full runs: {full.groupby('file').wall_s.max().sum() / 3600:.1f} h "
+                "(sum of each run's training + evaluation time).", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def flat(folder, argv):
+    out = ["| experiment | mode | dev SST | dev Para | dev STS | best epoch | wall | model · recipe · data · seed · device · rev |",
+           "|---|---|---|---|---|---|---|---|"]
     for f in sorted(Path(folder).glob("*.json")):
         r = json.loads(f.read_text())
-        if "best_dev" in r:
-            yield f, r
-
-
-def main(argv):
-    folder = next((a for a in argv if not a.startswith("--")), "results")
-    out = ["| experiment | mode | dev SST | dev Para | dev STS | dev avg | paper (SST/Para/STS) | best epoch | wall | model · data · seed · device · rev |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-    for f, r in rows(folder):
-        if ("--quick-only" in argv and not r["quick"]) or ("--full-only" in argv and r["quick"]):
+        if "best_dev" not in r or ("--quick-only" in argv and not r["quick"]) or ("--full-only" in argv and r["quick"]):
             continue
         d, p = r["best_dev"], r["provenance"]
         cell = lambda t: f"{d[t]:.3f}" if t in d else "–"
-        avg = f"{(d['sst'] + d['quora'] + d['sts']) / 3:.3f}" if {"sst", "quora", "sts"} <= set(d) else "–"
-        if "cfimdb" in d:
-            cell_sst = f"CFIMDB {d['cfimdb']:.3f}"
-        else:
-            cell_sst = cell("sst")
-        paper = PAPER_TABLE1.get(r["experiment"])
-        paper = "/".join(f"{v:.3f}" for v in paper) if paper else (f"{PAPER_SENTIMENT[r['experiment']]:.3f}" if r["experiment"] in PAPER_SENTIMENT else "–")
         mode = f"quick ({r['config']['train_limit']}/task, {r['config']['epochs']} ep)" if r["quick"] else f"full ({r['config']['epochs']} ep)"
-        out.append(f"| {r['experiment']} | {mode} | {cell_sst} | {cell('quora')} | {cell('sts')} | {avg} | {paper} | "
-                   f"{r['best_epoch']} | {r['wall_s']:.0f}s | {p['model']} · {p['data_edition']} · seed {p['seed']} · "
-                   f"{p['hardware']} · {p['git_revision']}{'+dirty' if p.get('git_dirty') else ''} |")
-    print("\n".join(out))
+        out.append(f"| {r['experiment']} | {mode} | {cell('sst') if 'cfimdb' not in d else 'CFIMDB ' + cell('cfimdb')} | "
+                   f"{cell('quora')} | {cell('sts')} | {r['best_epoch']} | {r['wall_s']:.0f}s | {p['model']} · "
+                   f"{r['config'].get('recipe', 'paper')} · {p['data_edition']} · seed {p['seed']} · {p['hardware']} · "
+                   f"{p['git_revision']}{'+dirty' if p.get('git_dirty') else ''} |")
+    return "\n".join(out)
+
+
+def main(argv):
+    folder = Path(next((a for a in argv if not a.startswith("--")), ROOT / "results"))
+    if "--quick-only" in argv or "--full-only" in argv:
+        print(flat(folder, argv))
+        return
+    text = section(folder)
+    if "--readme" not in argv:
+        print(text)
+        return
+    readme = ROOT / "README.md"
+    src = readme.read_text()
+    if START not in src or END not in src:
+        sys.exit(f"README.md has no results markers ({START} ... {END})")
+    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}{END}", src, flags=re.S)
+    readme.write_text(new)
+    print(f"README.md results section rewritten from {folder}")
 
 
 if __name__ == "__main__":
