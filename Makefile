@@ -47,7 +47,7 @@ playground: setup  ## notebook 10 as a web page (Voilà: controls and answers, n
 	env -u MPLBACKEND $(BIN)/voila notebooks/10_playground.ipynb --port $(PORT) --no-browser
 
 lab: lab-setup data  ## JupyterLab (ipywidgets included) on the course's environment, opened on notebooks/
-	env -u MPLBACKEND $(BIN)/jupyter lab --notebook-dir notebooks
+	env -u MPLBACKEND $(BIN)/jupyter lab --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 lab-setup: $(VENV)/.lab-installed
 $(VENV)/.lab-installed: $(VENV)/.installed

@@ -326,7 +326,7 @@ def choose_model(*_):
     layer_dd.value, head_dd.value = min(2, pg.num_layers - 1), 0
     quiet.clear()
     if pg.trained:
-        note.value = (f"<b>{html.escape(pg.name)}</b>: fine-tuned on {', '.join(pg.trained)}. "
+        note.value = (f"<b>{html.escape(model_dd.value)}</b>: fine-tuned on {', '.join(pg.trained)}. "
                       "A head of a task not in that list is untrained.")
     else:
         note.value = ("<b style='color:#b45309'>Zero-shot MiniLM: the sentiment and paraphrase heads are freshly "
