@@ -179,7 +179,9 @@ def attention(pg: Playground, text: str, pair: str | None = None):
 # ## 3. Pictures
 #
 # Each picture is a matplotlib `Figure` turned into PNG bytes, which both the notebook (`IPython.display.Image`)
-# and the widgets (`ipywidgets.Image`) show as they are — no plotting backend involved.
+# and the widgets (`ipywidgets.Image`) show as they are — no plotting backend involved. The attention maps are
+# plain heat maps rather than bertviz's head view, which loads d3 and jQuery from a CDN when it is shown: an
+# offline course machine (or CI) cannot reach it, and a stored notebook would keep nothing of it.
 
 # %%
 #| export
