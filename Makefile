@@ -12,7 +12,10 @@ DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/
 
 run: data  ## the main job on the offline default (MiniLM): zero-shot baseline, then a quick run of the paper's best recipe
 	$(BIN)/mtbert demo -n 200
-	$(BIN)/mtbert train --experiment rr-balanced-specialized-mt --quick --no-progress --results-dir runs/results
+	@echo "--- fine-tuning, quick mode: 96 training examples per task, 2 epochs, scored on the first 128 dev examples per task."
+	@echo "--- 'before training' is the same model untrained on those examples (STS: the zero-shot cosine; Quora: an untrained head)."
+	$(BIN)/mtbert train --experiment rr-balanced-specialized-mt --quick --no-progress --results-dir runs/results --set eval_before=true
+	@echo "--- a few dozen steps show the machinery, not the result: full runs and baselines are in README.md (Results)."
 
 test: data pytest nbval export-check  ## what CI runs
 

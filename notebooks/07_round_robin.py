@@ -155,6 +155,7 @@ class TrainConfig:
     train_limit: int | None = None  # first N training examples per task (quick mode)
     dev_limit: int | None = None
     train_eval_limit: int = 1000  # training examples per task scored each epoch (train vs dev, Fig. 6)
+    eval_before: bool = False  # also score dev before the first step ("epoch 0": what the encoder knows untrained)
     eval_batch_size: int = 64
     optimizer_impl: str = "fused"  # AdamW's update: loop (as taught) | foreach | fused (same result, fastest)
     device: str | None = None  # default: cuda if available, else cpu
@@ -393,6 +394,9 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     eval_model = (lambda: teacher.model) if (teacher is not None and cfg.eval_teacher) else (lambda: model)
     if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
         return write_result(cfg, state, device, results_dir, run)
+    if cfg.eval_before and "dev_before" not in state:
+        state["dev_before"] = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, bf16)
+        log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
@@ -455,6 +459,8 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
     result = {"experiment": cfg.name, "config": asdict(cfg), "provenance": provenance(cfg, device),
               "quick": cfg.train_limit is not None, "epochs": state["history"], "best_epoch": state["best_epoch"],
               "best_dev": best["dev"], "wall_s": round(state["wall_s"], 1), "checkpoint": str(run / "best.pt")}
+    if "dev_before" in state:
+        result["dev_before"] = state["dev_before"]
     if results_dir:
         out = Path(results_dir) / f"{run_name(cfg)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
