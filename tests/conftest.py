@@ -1,4 +1,5 @@
-"""Shared fixtures: the real CS224N data (fetched once per session), the MiniLM checkpoint, the repository root.
+"""Shared fixtures: the real CS224N data (fetched once per session; missing data fails, it never skips), the MiniLM
+checkpoint, the repository root, and for the wiring tests a tiny random BERT checkpoint and a small slice of the data.
 
 Measured numbers (max abs differences against the references) are printed as they are measured
 (`pytest -s` shows them) and repeated in a block at the end of the run.
