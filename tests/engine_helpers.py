@@ -25,7 +25,7 @@ def resolve_data_dir(request) -> Path:
     local = REPO_ROOT / "data"
     if all((local / f).is_file() for f in DATA_FILES) and (local / "MANIFEST.json").is_file():
         return local
-    return request.getfixturevalue("data_path")  # conftest: copies the real files (or skips when absent)
+    return request.getfixturevalue("data_path")  # conftest: copies the real files (fails when there are none)
 
 
 @contextmanager

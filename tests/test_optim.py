@@ -233,23 +233,72 @@ def test_invalid_hyperparameters(kwargs, word):
         AdamW([nn.Parameter(torch.zeros(2))], **kwargs)
 
 
-def test_fused_path_matches_loop_and_torch():
-    """The fused fast path (torch's fused kernel fed our optimizer state) equals torch.optim.AdamW(fused=True) over
-    50 steps, and the loop as taught over the first steps (later, Adam's normalised steps amplify rounding)."""
+FUSED_STEPS = 50
+# Our fused path (torch's fused kernel fed our optimizer state) vs torch.optim.AdamW(foreach=False), both fed the same
+# gradients at every step, three groups, 50 steps: measured max abs difference 1.5e-8 on the parameters (~1 float32 ulp
+# of the moved ones) and max relative difference 4.0e-7 (~3 eps) on the moments. The kernel evaluates the same update
+# in another order, so they agree to float32 rounding; bounds ~4x and ~3x those. (In a closed training loop rounding
+# differences are fed back through the gradients and grow: fused vs torch reach 4.9e-5 after the 100 steps of
+# test_matches_torch_adamw's BERT, which is why the fused path is checked here with the gradients given.)
+FUSED_TOL, FUSED_STATE_REL_TOL = 6e-8, 1.2e-6
+
+
+def multi_group_params(seed=0):
+    """Parameters shaped like a small BERT's (matrices, vectors, a head) in three groups with different lr,
+    weight decay, betas and eps."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"emb": (50, 16), "w1": (16, 16), "w2": (32, 16), "b1": (16,), "ln": (16,), "head_w": (5, 16), "head_b": (5,)}
+    ps = {n: nn.Parameter(torch.randn(s, generator=g) * (1.0 if n == "ln" else 0.1)) for n, s in shapes.items()}
+    groups = [{"params": [ps["emb"], ps["w1"], ps["w2"]], "lr": 1e-3, "weight_decay": 0.05},
+              {"params": [ps["b1"], ps["ln"]], "lr": 2e-3, "weight_decay": 0.0},
+              {"params": [ps["head_w"], ps["head_b"]], "lr": 3e-3, "weight_decay": 0.1, "betas": (0.8, 0.99), "eps": 1e-6}]
+    return ps, groups
+
+
+@pytest.mark.parametrize("amsgrad", [False, True], ids=["adamw", "amsgrad"])
+def test_fused_path_matches_torch_adamw(amsgrad, measure):
+    ours, ours_groups = multi_group_params()
+    ref, ref_groups = multi_group_params()
+    opt = AdamW(ours_groups, amsgrad=amsgrad, fused=True)
+    ref_opt = torch.optim.AdamW(ref_groups, amsgrad=amsgrad, foreach=False)
+    assert all(g["fused"] for g in opt.param_groups)
+    start = {n: p.detach().clone() for n, p in ours.items()}
+    g = torch.Generator().manual_seed(1)
+    worst = 0.0
+    for step in range(FUSED_STEPS):
+        for n in ours:  # gradients of varied size, a few tiny (where eps matters), the same for both
+            grad = torch.randn(ours[n].shape, generator=g) * 10.0 ** -(step % 4 + 1)
+            grad[..., 0] *= 1e-6
+            ours[n].grad, ref[n].grad = grad.clone(), grad.clone()
+        opt.step()
+        ref_opt.step()
+        worst = max(worst, max((ours[n] - ref[n]).abs().max().item() for n in ours))
+    keys = ["exp_avg", "exp_avg_sq"] + (["max_exp_avg_sq"] if amsgrad else [])
+    state = max(((opt.state[ours[n]][k] - ref_opt.state[ref[n]][k]).abs() / ref_opt.state[ref[n]][k].abs().clamp_min(1e-30))
+                .max().item() for n in ours for k in keys)  # relative: the second moments span ~1e-22 to 1e-2
+    moved = min((ours[n] - start[n]).abs().max().item() for n in ours)
+    measure(f"AdamW fused amsgrad={amsgrad!s:5s} vs torch.optim.AdamW(foreach=False), 3 groups, same gradients, "
+            f"{FUSED_STEPS} steps: params max abs diff {worst:.2e}, state max rel diff {state:.2e} (every tensor moved >= {moved:.1e})")
+    assert moved > 1e-3
+    assert worst <= FUSED_TOL
+    assert state <= FUSED_STATE_REL_TOL
+    assert all(opt.state[p]["step"].item() == FUSED_STEPS for p in ours.values())
+
+
+def test_fused_path_matches_the_loop_on_bert_first_steps():
+    """In a real (closed) loop on a small BERT, the fused path follows the loop as taught over the first steps."""
     import copy
-    from mtbert_lib.model import BertConfig, BertModel
     torch.manual_seed(0)
     base = BertModel(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                 intermediate_size=64, max_position_embeddings=64))
-    models = {k: copy.deepcopy(base).eval() for k in ("loop", "fused", "torch_fused")}  # eval: no dropout noise
+    models = {k: copy.deepcopy(base).eval() for k in ("loop", "fused")}  # eval: no dropout noise
     opts = {"loop": AdamW(models["loop"].parameters(), lr=1e-3, weight_decay=0.1),
-            "fused": AdamW(models["fused"].parameters(), lr=1e-3, weight_decay=0.1, fused=True),
-            "torch_fused": torch.optim.AdamW(models["torch_fused"].parameters(), lr=1e-3, weight_decay=0.1, fused=True)}
+            "fused": AdamW(models["fused"].parameters(), lr=1e-3, weight_decay=0.1, fused=True)}
     g = torch.Generator().manual_seed(1)
 
     def max_diff(a, b):
         return max((x - y).abs().max().item() for x, y in zip(models[a].parameters(), models[b].parameters()))
-    for step in range(50):
+    for step in range(5):
         ids = torch.randint(0, 64, (4, 12), generator=g)
         for k, m in models.items():
             opts[k].zero_grad()
@@ -257,6 +306,4 @@ def test_fused_path_matches_loop_and_torch():
             opts[k].step()
         if step == 0:
             assert max_diff("loop", "fused") <= 1e-6
-        if step == 4:
-            assert max_diff("loop", "fused") <= 1e-5
-    assert max_diff("fused", "torch_fused") <= 1e-6
+    assert max_diff("loop", "fused") <= 1e-5

@@ -33,7 +33,13 @@ def test_compiled_encoder_matches_eager():
     assert (eager[m] - compiled[m]).abs().max() < 1e-5
 
 
-def test_bf16_autocast_stays_close_to_fp32():
+# bf16 autocast vs fp32, pooler output of the tiny random BERT (|values| <= ~0.35): measured max abs difference 1.3e-3
+# here, at most 1.7e-3 over 6 weight seeds x 3 batches. The pooler output is returned in bf16, whose ulp in [0.25, 0.5)
+# is 2^-9 = 2e-3, so the last rounding alone is up to 1e-3. Bound: 5e-3, ~4x the measured error (it was 5e-2).
+BF16_TOL = 5e-3
+
+
+def test_bf16_autocast_stays_close_to_fp32(measure):
     torch.manual_seed(0)
     model = BertModel(BertConfig(**TINY)).eval()
     b = batch()
@@ -42,7 +48,9 @@ def test_bf16_autocast_stays_close_to_fp32():
         with autocast("cpu", bf16=True):
             low = model(**b).pooler_output
     assert low.dtype == torch.bfloat16  # autocast really ran the matmuls in bf16
-    assert (ref - low.float()).abs().max() < 5e-2
+    err = (ref - low.float()).abs().max().item()
+    measure(f"bf16 autocast vs fp32, tiny BERT pooler output: {err:.2e}")
+    assert err < BF16_TOL
     assert not torch.equal(ref, low.float())
 
 
