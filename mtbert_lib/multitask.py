@@ -96,7 +96,7 @@ class MultitaskBERT(nn.Module):
         if task == "quora":
             return F.binary_cross_entropy_with_logits(outputs, labels.float())
         if self.sts_head == "classification":
-            return F.cross_entropy(outputs, labels.round().long())  # 6 classes 0..5
+            return F.cross_entropy(outputs, (labels + 0.5).floor().long())  # 6 classes 0..5, halves round up (2.5 -> 3)
         return F.mse_loss(outputs, labels.float())
 
     @torch.no_grad()

@@ -61,3 +61,12 @@ def test_pair_encoding_per_task():
         TrainConfig(pair_encoding="quora:joint").validate()
     with pytest.raises(ValueError, match="lr_decay"):
         TrainConfig(lr_decay="cosine").validate()
+
+
+def test_sts_classification_targets_round_halves_up():
+    """3.1% of STS training labels are exact halves; torch.round would send 0.5, 2.5, 4.5 down to even classes."""
+    m = MultitaskBERT(tiny_encoder(), sts_head="classification")
+    logits = torch.randn(4, 6)
+    labels = torch.tensor([0.5, 2.5, 4.5, 3.4])
+    ref = torch.nn.functional.cross_entropy(logits, torch.tensor([1, 3, 5, 3]))
+    assert torch.allclose(m.loss("sts", logits, labels), ref)
