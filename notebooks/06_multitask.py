@@ -193,6 +193,7 @@ out = m("sts", collate(splits["sts"], range(4), tok))
 print(tuple(out.shape), tuple(m.predict("sts", out).shape), bool(((m.predict("sts", out) >= 0) & (m.predict("sts", out) <= 5)).all()))
 
 # %%
+# NBVAL_CHECK_OUTPUT
 from scipy.stats import pearsonr
 sts_dev = encode_split("sts", "dev", tok, limit=200 if QUICK else None)
 for how in POOLINGS:

@@ -6,7 +6,7 @@ set -u
 Q=${1:?queue file}; LOGS=${2:-runs/queue-logs}
 mkdir -p "$LOGS"
 # glibc keeps freed memory instead of returning it to the kernel and faulting it back in at the next step
-# (benchmarks/results/exp_notes_cpu.md): a 1 GiB top pad, no trimming, and the largest mmap threshold glibc allows.
+# (benchmarks/NOTES.md): a 1 GiB top pad, no trimming, and the largest mmap threshold glibc allows.
 export MALLOC_TOP_PAD_=${MALLOC_TOP_PAD_:-1073741824} MALLOC_TRIM_THRESHOLD_=${MALLOC_TRIM_THRESHOLD_:-17179869184} \
        MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-33554432}
 # Helpers, tests and notebook builds may share the 2 cores: the trainings get the larger share. Linux schedules
