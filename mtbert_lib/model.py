@@ -274,7 +274,7 @@ def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
         raise CheckpointError(f"{folder}: no vocab.txt in checkpoint folder")
     return BertTokenizer(vocab)
 
-# %% ../notebooks/03_bert.ipynb #c021
+# %% ../notebooks/03_bert.ipynb #c022
 def mean_pool(h, attention_mask):
     """Average of the real tokens' hidden states: (B, T, H), (B, T) -> (B, H)."""
     m = attention_mask.unsqueeze(-1).to(h.dtype)

@@ -59,7 +59,9 @@ def summarize(df: pd.DataFrame, names, tasks=TASKS3) -> pd.DataFrame:
             v = runs[f"dev_{t}"].dropna() if f"dev_{t}" in runs else pd.Series(dtype=float)
             row[f"{t}"], row[f"{t} std"] = (v.mean(), v.std(ddof=1) if len(v) > 1 else np.nan) if len(v) else (np.nan, np.nan)
         out.append(row)
-    return pd.DataFrame(out).set_index("experiment")
+    t = pd.DataFrame(out).set_index("experiment")
+    t["runs"] = t["runs"].astype(int)
+    return t
 
 
 def pm(mean, std, n=None, digits=3) -> str:
@@ -117,7 +119,7 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c013
+# %% ../notebooks/09_figures.ipynb #c014
 def table1(df: pd.DataFrame, quick: bool = False, recipe: str | None = None) -> pd.DataFrame:
     d = df[(df.quick == quick) & ((df.recipe == recipe) if recipe else True)]
     t = summarize(d, TABLE1)
@@ -135,7 +137,7 @@ def table1_markdown(t: pd.DataFrame, baselines: dict | None) -> str:
                   f"| *linear probe (frozen)* | – | {lp['sst']:.3f} | – | – | |"]
     for name, r in t.iterrows():
         cells = [pm(r[task], r[f"{task} std"]) for task in TASKS3]
-        lines.append(f"| {name} | {r.runs} | " + " | ".join(cells) + " | " +
+        lines.append(f"| {name} | {int(r.runs)} | " + " | ".join(cells) + " | " +
                      " / ".join(f"{r[f'paper {task}']:.3f}" for task in TASKS3) + " |")
     return "\n".join(lines)
 
@@ -155,7 +157,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c016
+# %% ../notebooks/09_figures.ipynb #c017
 SWEEPS = {
     "fig3_batch_size": ["fig3-batch8", "fig3-batch32", "fig3-batch64"],
     "fig4_sts_loss": ["fig4-sts-ce", "fig4-sts-mse"],
@@ -195,7 +197,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c023
+# %% ../notebooks/09_figures.ipynb #c024
 def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
     """(mean_a − mean_b, verdict): 'a > b', 'a < b', 'within seed noise' or 'unsettled (n runs)'."""
     s = summarize(df, [a, b], [task])

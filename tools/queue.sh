@@ -18,6 +18,6 @@ while true; do
   sed -i '1d' "$Q"
   n=$(date +%s)
   echo "[$(date +%T)] start: $line" >> "$LOGS/queue.log"
-  nice -n -10 bash -c "$line" > "$LOGS/$n.log" 2>&1
-  echo "[$(date +%T)] exit $? ($(( $(date +%s) - n ))s): $line" >> "$LOGS/queue.log"
+  nice -n -10 bash -c "$line" > "$LOGS/$n.log" 2>&1; rc=$?
+  echo "[$(date +%T)] exit $rc ($(( $(date +%s) - n ))s): $line" >> "$LOGS/queue.log"
 done

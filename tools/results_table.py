@@ -63,7 +63,7 @@ def section(folder: Path) -> str:
             for n, r in s.iterrows():
                 if r.runs:
                     alias = f" (= {plots.ALIASES[n]})" if n in plots.ALIASES else ""
-                    rows.append(f"| {fig} | {n}{alias} | {r.runs} | " + " | ".join(plots.pm(r[k], r[f'{k} std']) for k in plots.TASKS3) + " |")
+                    rows.append(f"| {fig} | {n}{alias} | {int(r.runs)} | " + " | ".join(plots.pm(r[k], r[f'{k} std']) for k in plots.TASKS3) + " |")
         if rows:
             out += ["**Figures 3–5 and the weight-decay appendix** (dev, best epoch, mean ± std (runs)):", "",
                     "| figure | variant | runs | dev SST | dev Para | dev STS |", "|---|---|---|---|---|---|", *rows, ""]
@@ -73,7 +73,7 @@ def section(folder: Path) -> str:
                     "| run | runs | ours | paper |", "|---|---|---|---|"]
             for n, r in s41[s41.runs > 0].iterrows():
                 task = n.split("-")[0]
-                out.append(f"| {n} | {r.runs} | {plots.pm(r[task], r[f'{task} std'])} | {PAPER_SENTIMENT[n]:.3f} |")
+                out.append(f"| {n} | {int(r.runs)} | {plots.pm(r[task], r[f'{task} std'])} | {PAPER_SENTIMENT[n]:.3f} |")
             out.append("")
         out += ["**The paper's claims** (`plots.claim_sentences`: a difference counts only beyond twice the larger "
                 "std over ≥ 2 seeds):", "", *plots.claim_sentences(fa), "",

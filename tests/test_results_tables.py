@@ -1,0 +1,77 @@
+"""The tables the README and notebook 09 show are computed right from results/*.json: best epoch per run, mean and
+sample std over seeds (numpy as the reference), sweep aliases, and the claim verdicts."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtbert_lib import plots
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_run(folder, name, seed, dev_by_epoch, quick=False):
+    epochs = [{"epoch": i + 1, "step": 10 * (i + 1), "dev": d, "train": d, "wall_s": 60.0 * (i + 1)}
+              for i, d in enumerate(dev_by_epoch)]
+    score = [np.mean(list(d.values())) for d in dev_by_epoch]
+    best = int(np.argmax(score)) + 1
+    r = {"experiment": name, "config": {"epochs": len(epochs), "recipe": "tuned", "pooling": "mean", "lr": 5e-5},
+         "provenance": {"model": "minilm", "seed": seed, "data_edition": "cs224n-starter+quora-offline",
+                        "git_revision": "abc1234", "hardware": "test cpu"},
+         "quick": quick, "epochs": epochs, "best_epoch": best, "best_dev": epochs[best - 1]["dev"], "wall_s": 60.0 * len(epochs)}
+    (folder / f"{name}-minilm-tuned-seed{seed}.json").write_text(json.dumps(r))
+    return epochs[best - 1]["dev"]
+
+
+def test_mean_std_over_seeds_of_the_best_epoch(tmp_path):
+    rng = np.random.default_rng(0)
+    best = {}
+    for seed in range(3):
+        devs = [{t: float(rng.uniform(0.3, 0.9)) for t in ("sst", "quora", "sts")} for _ in range(2)]
+        best[seed] = fake_run(tmp_path, "rr-balanced", seed, devs)
+    fake_run(tmp_path, "rr-uneven", 0, [{"sst": 0.1, "quora": 0.2, "sts": 0.3}])
+    fake_run(tmp_path, "rr-uneven", 1, [{"sst": 0.9, "quora": 0.9, "sts": 0.9}], quick=True)  # quick: not counted
+    df = plots.load_results(tmp_path)
+    t = plots.table1(df[~df.quick])
+    for task in ("sst", "quora", "sts"):
+        v = np.array([best[s][task] for s in range(3)])
+        assert t.loc["rr-balanced", task] == pytest.approx(v.mean(), abs=1e-12)
+        assert t.loc["rr-balanced", f"{task} std"] == pytest.approx(v.std(ddof=1), abs=1e-12)
+    assert t.loc["rr-balanced", "runs"] == 3 and t.loc["rr-uneven", "runs"] == 1
+    assert np.isnan(t.loc["rr-uneven", "sst std"]) and t.loc["rr-uneven", "sst"] == 0.1
+    assert t.loc["only-sst", "runs"] == 0
+    md = plots.table1_markdown(t, None)
+    assert f"| rr-uneven | 1 | 0.100 | 0.200 | 0.300 |" in md  # one run: no ±
+    assert plots.pm(0.5, 0.0123, 3) == "0.500 ± 0.012 (3)" and plots.pm(float("nan"), None) == "–"
+
+
+def test_claims_need_two_seeds_and_a_gap_beyond_the_noise(tmp_path):
+    for seed, (a, b) in enumerate([(0.80, 0.60), (0.82, 0.61), (0.81, 0.62)]):
+        fake_run(tmp_path, "rr-balanced", seed, [{"sst": a, "quora": a, "sts": a}])
+        fake_run(tmp_path, "rr-uneven", seed, [{"sst": b, "quora": b, "sts": b}])
+    df = plots.load_results(tmp_path)
+    df["dev_avg"] = df[["dev_sst", "dev_quora", "dev_sts"]].mean(axis=1)
+    diff, verdict = plots.compare(df, "rr-balanced", "rr-uneven", "avg")
+    assert diff == pytest.approx(0.2, abs=1e-9) and verdict == "rr-balanced > rr-uneven"
+    assert "**reproduced**" in plots.claim_sentences(df)[0]
+    one = df[df.seed == 0]
+    assert plots.compare(one, "rr-balanced", "rr-uneven", "avg")[1].startswith("unsettled")
+
+
+def test_aliases_borrow_the_table1_rows_runs(tmp_path):
+    fake_run(tmp_path, "rr-balanced-specialized", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    df = plots.with_aliases(plots.load_results(tmp_path))
+    for alias in ("fig3-batch8", "fig4-sts-mse", "fig5-mt-none"):
+        assert (df.experiment == alias).sum() == 1
+    assert not (df.experiment == "fig5-mt-kl").any()  # its row has no runs here
+
+
+def test_readme_section_renders(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import results_table
+    fake_run(tmp_path, "rr-balanced", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    text = results_table.section(tmp_path)
+    assert "**Table 1, full runs**" in text and "| rr-balanced | 1 | 0.500 | 0.800 | 0.870 |" in text
+    assert "seeds 0" in text and "git abc1234" in text
