@@ -87,3 +87,10 @@ def minilm_model(minilm_dir):
 @pytest.fixture(scope="session")
 def python_exe() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight 2 x 32 BERT checkpoint folder with a character-level vocabulary (see engine_helpers)."""
+    from engine_helpers import write_tiny_checkpoint
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bert"))
