@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/bench_speed.py [--model minilm|bert-base-random|PATH] [--threads 2]
         [--batch-size 8] [--eval-batch-size 64] [--steps 30] [--warmup 5] [--quick] [--bf16] [--json OUT]
+        [--device auto|cpu|cuda] [--mt-precision auto|fp32|bf16|fp16] [--hf-best]
 
 What it measures (all in one process):
   1. fp32 matmul peak of this machine (best torch.mm GFLOP/s over BERT-like shapes);
@@ -11,17 +12,22 @@ What it measures (all in one process):
      pair encoded jointly as [CLS] a [SEP] b [SEP], 1-logit BCE):
        a  HF   : shuffled batches, dynamic padding to the longest in the batch, torch.optim.AdamW (defaults)
        b  mtbert as the library trains: length-bucketed batches, sdpa + fused QKV, mtbert AdamW(fused=True) and
-          TrainConfig.precision (--mt-precision auto: bf16 autocast where matmuls are native bf16; fp32 otherwise)
+          TrainConfig.precision (--mt-precision auto: bf16 autocast where matmuls are native bf16, fp16 autocast
+          with loss scaling on CUDA cards without bf16 units (T4, V100), fp32 otherwise)
        c  both models on IDENTICAL padded batches (the batches of a) with the same optimizer
           (torch.optim.AdamW): the model-only comparison.
+     --hf-best gives HF its best too (what a careful HF user would do, e.g. on a GPU): setting a runs the very
+     length-grouped batches of b (HF Trainer's group_by_length does the same), torch.optim.AdamW(fused=True) and
+     autocast in the precision `auto` picks for the device (bf16, or fp16 + GradScaler); setting c runs both models
+     in that precision with the fused torch AdamW. Then a vs b compares the models and optimizers alone.
      The same pool of steps*batch_size training examples is used for a, b and c, so real tokens are identical
      and examples/s are directly comparable. Bucketed batching of that pool uses buckets of
      min(--bucket-batches * batch_size, pool) examples; the padding efficiency of both schedules over a full
      epoch is printed too, to show that the pool is representative.
   3. EVALUATION (eval mode, torch.no_grad) on the STS dev set (each sentence encoded SEPARATELY, mean pooling,
      cosine; throughput counts pairs) and the SST dev set (forward + head): HF in dataset order with dynamic
-     padding at --batch-size; mtbert on length-sorted batches of --eval-batch-size; plus both models on the
-     identical sorted batches.
+     padding at --batch-size (--hf-best: the sorted batches of mtbert, in its best precision); mtbert on
+     length-sorted batches of --eval-batch-size; plus both models on the identical sorted batches.
   4. useful matmul FLOPs of the real tokens (per layer, per token: 2*(4H^2 + 2*H*I) for the linears +
      2*2*n*H for attention over the sequence's n real tokens; training = 3x forward), the achieved FLOP/s as a
      fraction of the measured peak, and the peak resident memory of each phase.
@@ -33,7 +39,7 @@ interleaved passes over the same batches; each batch keeps its fastest pass. The
 processes during each pass are reported (column 'other'); --wait-idle S waits for a quiet machine before each
 pass. The fp32 matmul peak is sampled at the start and after every phase, and the best sample is used.
 """
-import argparse, contextlib, copy, datetime, gc, json, math, os, platform, random, resource, subprocess, sys
+import argparse, copy, datetime, gc, json, math, os, platform, random, resource, subprocess, sys
 import threading, time
 from pathlib import Path
 
@@ -48,6 +54,7 @@ if str(ROOT) not in sys.path:
 from mtbert_lib.data import data_edition, load_task  # noqa: E402
 from mtbert_lib.model import BertConfig, BertModel, mean_pool, resolve_checkpoint  # noqa: E402
 from mtbert_lib.optim import AdamW  # noqa: E402
+from mtbert_lib.training import autocast, grad_scaler, resolve_precision  # noqa: E402
 from mtbert_lib.tokenizer import load_tokenizer  # noqa: E402
 
 GOALS = {"train_e2e_ratio": 2.0, "train_identical_ratio": 1.0, "train_peak_fraction": 0.5, "eval_ratio": 1.5}
@@ -353,8 +360,10 @@ class TrainSetting:
     PHASES = ("data", "forward", "backward", "optimizer")
 
     def __init__(self, key, name, base, head_base, opt_kind, batches, warm, task, tok, data, device, amp):
+        """amp: the precision, 'fp32' | 'bf16' | 'fp16' (autocast; fp16 with a GradScaler, as the library trains)."""
         self.key, self.name, self.opt_kind, self.batches, self.warm = key, name, opt_kind, batches, warm
-        self.task, self.tok, self.data, self.device, self.amp = task, tok, data, device, amp
+        self.task, self.tok, self.data, self.device, self.precision = task, tok, data, device, amp
+        self.amp = lambda: autocast(device, amp)  # noqa: E731
         self.base, self.head_base = base, head_base
         self.passes, self.foreign = [], []
         self.clock = Clock(device)
@@ -366,8 +375,9 @@ class TrainSetting:
             impl = self.opt_kind.split("(")[1].split("=")[0].rstrip(")")
             kw = {"foreach": impl == "foreach"} | ({"fused": True} if impl == "fused" else {})
             self.opt = AdamW(params, lr=2e-5, weight_decay=0.01, **kw)
-        else:
-            self.opt = torch.optim.AdamW(params, lr=2e-5)
+        else:  # "torch.optim.AdamW" (its defaults) or "torch.optim.AdamW(fused=True)"
+            self.opt = torch.optim.AdamW(params, lr=2e-5, **({"fused": True} if "fused" in self.opt_kind else {}))
+        self.scaler = grad_scaler(self.precision, self.device)
         self.model.train(), self.head.train()
         for idx in self.warm:
             self.run_batch(idx)
@@ -386,9 +396,10 @@ class TrainSetting:
         logits = self.head(pooled.float())
         loss = F.cross_entropy(logits, y) if self.task == "sst" else F.binary_cross_entropy_with_logits(logits[:, 0], y)
         t2 = clock()
-        loss.backward()
+        self.scaler.scale(loss).backward()
         t3 = clock()
-        self.opt.step()
+        self.scaler.step(self.opt)  # a plain opt.step() unless fp16
+        self.scaler.update()
         self.opt.zero_grad(set_to_none=True)
         t4 = clock()
         return (t1 - t0, t2 - t1, t3 - t2, t4 - t3)
@@ -422,7 +433,8 @@ class TrainSetting:
 class EvalSetting:
     def __init__(self, key, name, model, head, batches, task, tok, enc, device, amp):
         self.key, self.name, self.model, self.head, self.batches = key, name, model, head, batches
-        self.task, self.tok, self.enc, self.device, self.amp = task, tok, enc, device, amp
+        self.task, self.tok, self.enc, self.device = task, tok, enc, device
+        self.amp = lambda: autocast(device, amp)  # noqa: E731
         self.passes, self.foreign = [], []
         self.clock = Clock(device)
         self.out = [None] * len(enc)
@@ -503,8 +515,10 @@ def parse_args(argv=None):
     p.add_argument("--eval-limit", type=int, default=0, help="use only the first N dev examples (0 = all)")
     p.add_argument("--mt-attn", default="sdpa", choices=["sdpa", "manual"])
     p.add_argument("--no-fused-qkv", action="store_true")
-    p.add_argument("--mt-precision", default="auto", choices=["auto", "fp32", "bf16"],
+    p.add_argument("--mt-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="precision of mtbert as used (settings b and 'mtbert sorted'): the library's TrainConfig.precision")
+    p.add_argument("--hf-best", action="store_true",
+                   help="HF at its best: length-grouped batches, fused torch AdamW, autocast in the device's best precision")
     p.add_argument("--mt-optimizer", default="fused", choices=["foreach", "fused", "loop"],
                    help="mtbert AdamW implementation in setting b (the library's TrainConfig default is fused)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass (both models)")
@@ -532,12 +546,14 @@ def main(argv=None):
                           ("cpu" if args.device == "auto" else args.device))
     random.seed(args.seed)
     torch.manual_seed(args.seed)
-    amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.bf16 else contextlib.nullcontext
+    # HF (settings a, c and the HF evaluation) in fp32, or bf16 with --bf16, or with --hf-best in what `auto` picks
+    amp = resolve_precision("auto", device) if args.hf_best else ("bf16" if args.bf16 else "fp32")
     # setting b / "mtbert sorted" run as the library runs them: TrainConfig.precision (default auto = bf16 autocast
-    # where the hardware multiplies bf16 natively, e.g. AVX512-BF16 CPUs), the same rule as mtbert_lib.training
-    from mtbert_lib.training import use_bf16
-    mt_bf16 = use_bf16(args.mt_precision, device) or args.bf16
-    mt_amp = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if mt_bf16 else contextlib.nullcontext
+    # where the hardware multiplies bf16 natively, fp16 + loss scaling on older CUDA cards), mtbert_lib.training's rule
+    mt_amp = resolve_precision(args.mt_precision, device)
+    if args.bf16 and mt_amp == "fp32":
+        mt_amp = "bf16"
+    mt_bf16 = mt_amp != "fp32"  # mtbert runs in 16 bits (bf16 or fp16)
     t_start = time.perf_counter()
     log = lambda msg: print(f"  [{time.perf_counter() - t_start:5.0f}s] {msg}", file=sys.stderr, flush=True)  # noqa: E731
 
@@ -545,10 +561,13 @@ def main(argv=None):
     H = cfg.hidden_size
     res = {"provenance": provenance(args, device, hf_base, cfg),
            "params_millions": sum(p.numel() for p in mt_base.parameters()) / 1e6}
+    res["provenance"].update(hf_best=args.hf_best, hf_precision=amp, mtbert_precision_resolved=mt_amp)
 
     # 1. matmul peak: sampled at the start and again after every phase; the best sample is the peak ------------
     M = args.batch_size * 64
     shapes = [(M, H, 4 * H), (M, 4 * H, H), (M, H, 3 * H), (2 * M, H, 4 * H), (1024, 1024, 1024)]
+    if device.type == "cuda":  # a GPU reaches its peak only on large products
+        shapes.append((4096, 4096, 4096))
     sec, rep = (0.05, 4) if args.quick else (0.1, 8)
     peak_samples = []
 
@@ -561,8 +580,9 @@ def main(argv=None):
         log(f"fp32 matmul peak sample ({where}): {best:.1f} GFLOP/s, other processes {mon.result['foreign_cores']:.2f} cores")
 
     sample_peak("start")
-    if args.bf16 or mt_bf16:  # bf16 runs are also compared with the bf16 matmul peak (about 2x fp32 with AVX512-BF16)
-        res["matmul_peak_bf16_gflops"], res["matmul_bf16_gflops_by_shape"] = matmul_peak(device, torch.bfloat16, sec, shapes, rep)
+    for lowp in sorted({amp, mt_amp} - {"fp32"}):  # 16-bit runs are also compared with that format's matmul peak
+        dtype = torch.bfloat16 if lowp == "bf16" else torch.float16  # (bf16 about 2x fp32 with AVX512-BF16)
+        res[f"matmul_peak_{lowp}_gflops"], res[f"matmul_{lowp}_gflops_by_shape"] = matmul_peak(device, dtype, sec, shapes, rep)
 
     # data ------------------------------------------------------------------------------------------------------
     rng = random.Random(args.seed)
@@ -573,7 +593,8 @@ def main(argv=None):
         evald[task] = encode_records(tok, task, "dev", args.max_length, args.eval_limit or None)
     src = evald.get("sst") or train.get("sst") or train.get("quora")
     if src is not None:
-        res["output_check"] = check_same_outputs(hf_base, mt_base, collate(tok, src["enc"], list(range(8)), device), amp)
+        res["output_check"] = check_same_outputs(hf_base, mt_base, collate(tok, src["enc"], list(range(8)), device),
+                                                 lambda: autocast(device, amp))
 
     # 2. training -----------------------------------------------------------------------------------------------
     B = args.batch_size
@@ -595,14 +616,20 @@ def main(argv=None):
         head_base = nn.Linear(H, 5 if task == "sst" else 1).to(device)
         common = dict(head_base=head_base, task=task, tok=tok, data=data, device=device, amp=amp)
         mt_opt = "mtbert AdamW(loop)" if args.mt_optimizer == "loop" else f"mtbert AdamW({args.mt_optimizer}=True)"
+        torch_opt = "torch.optim.AdamW(fused=True)" if args.hf_best else "torch.optim.AdamW"
+        if args.hf_best:  # HF at its best: the same length-grouped batches as b, fused torch AdamW, best precision
+            hf_a = TrainSetting("a_hf_dynamic", f"a HF best: grouped, fused, {amp}", hf_base, opt_kind=torch_opt,
+                                batches=buck_b, warm=buck_warm, **common)
+        else:
+            hf_a = TrainSetting("a_hf_dynamic", "a HF random+dyn pad, torch AdamW", hf_base, opt_kind=torch_opt,
+                                batches=rand_b, warm=rand_warm, **common)
         settings = [
-            TrainSetting("a_hf_dynamic", "a HF random+dyn pad, torch AdamW", hf_base, opt_kind="torch.optim.AdamW",
-                         batches=rand_b, warm=rand_warm, **common),
-            TrainSetting("b_mtbert_bucketed", f"b mtbert bucketed, {args.mt_optimizer}{', bf16' if mt_bf16 else ''}", mt_base,
+            hf_a,
+            TrainSetting("b_mtbert_bucketed", f"b mtbert bucketed, {args.mt_optimizer}{', ' + mt_amp if mt_bf16 else ''}", mt_base,
                          opt_kind=mt_opt, batches=buck_b, warm=buck_warm, **(common | {"amp": mt_amp})),
-            TrainSetting("c_hf_identical", "c HF     identical batches+optim", hf_base, opt_kind="torch.optim.AdamW",
+            TrainSetting("c_hf_identical", "c HF     identical batches+optim", hf_base, opt_kind=torch_opt,
                          batches=rand_b, warm=rand_warm, **common),
-            TrainSetting("c_mtbert_identical", "c mtbert identical batches+optim", mt_base, opt_kind="torch.optim.AdamW",
+            TrainSetting("c_mtbert_identical", "c mtbert identical batches+optim", mt_base, opt_kind=torch_opt,
                          batches=rand_b, warm=rand_warm, **common),
         ]
         log(f"training {task}: building and warming up {len(settings)} settings")
@@ -635,13 +662,16 @@ def main(argv=None):
     res["eval"] = {}
     for task, data in evald.items():
         enc, hf_b, mt_b, lengths = eval_schedules(data, task, B, args.eval_batch_size)
+        if args.hf_best:  # HF at its best: the same sorted batches (it has no reason not to sort at evaluation)
+            hf_b = mt_b
         n_ex = len(data["labels"])
         torch.manual_seed(args.seed)
         head = nn.Linear(H, 5).to(device)
         hf_base.eval(), mt_base.eval()
         common = dict(head=head, task=task, tok=tok, enc=enc, device=device, amp=amp)
-        settings = [EvalSetting("hf_dynamic", "HF dataset order + dyn pad", hf_base, batches=hf_b, **common),
-                    EvalSetting("mtbert_sorted", f"mtbert sorted batches{', bf16' if mt_bf16 else ''}", mt_base, batches=mt_b,
+        hf_name = f"HF best: sorted batches, {amp}" if args.hf_best else "HF dataset order + dyn pad"
+        settings = [EvalSetting("hf_dynamic", hf_name, hf_base, batches=hf_b, **common),
+                    EvalSetting("mtbert_sorted", f"mtbert sorted batches{', ' + mt_amp if mt_bf16 else ''}", mt_base, batches=mt_b,
                                 **(common | {"amp": mt_amp})),
                     EvalSetting("hf_identical", "HF     identical (sorted) batches", hf_base, batches=mt_b, **common),
                     EvalSetting("mtbert_identical", "mtbert identical (sorted) batches", mt_base, batches=mt_b, **common)]
@@ -680,15 +710,15 @@ def main(argv=None):
         goals[f"train_{task}_identical_ratio"] = (t["ratios"]["identical_examples_per_s"], GOALS["train_identical_ratio"])
         goals[f"train_{task}_mtbert_peak_fraction"] = (t["runs"]["b_mtbert_bucketed"]["peak_fraction"], GOALS["train_peak_fraction"])
         goals[f"train_{task}_hf_peak_fraction"] = (t["runs"]["a_hf_dynamic"]["peak_fraction"], None)
-        if mt_bf16:  # the same FLOP/s against the bf16 peak: how much of what the precision actually used offers
-            goals[f"train_{task}_mtbert_bf16_peak_fraction"] = (
-                t["runs"]["b_mtbert_bucketed"]["gflops_per_s"] / res["matmul_peak_bf16_gflops"], None)
+        if mt_bf16:  # the same FLOP/s against the 16-bit peak: how much of what the precision actually used offers
+            goals[f"train_{task}_mtbert_{mt_amp}_peak_fraction"] = (
+                t["runs"]["b_mtbert_bucketed"]["gflops_per_s"] / res[f"matmul_peak_{mt_amp}_gflops"], None)
     for task, e in res["eval"].items():
         goals[f"eval_{task}_ratio"] = (e["ratios"]["examples_per_s"], GOALS["eval_ratio"])
         goals[f"eval_{task}_mtbert_peak_fraction"] = (e["runs"]["mtbert_sorted"]["peak_fraction"], None)
         if mt_bf16:
-            goals[f"eval_{task}_mtbert_bf16_peak_fraction"] = (
-                e["runs"]["mtbert_sorted"]["gflops_per_s"] / res["matmul_peak_bf16_gflops"], None)
+            goals[f"eval_{task}_mtbert_{mt_amp}_peak_fraction"] = (
+                e["runs"]["mtbert_sorted"]["gflops_per_s"] / res[f"matmul_peak_{mt_amp}_gflops"], None)
     res["goals"] = {k: {"value": v, "goal": g, "met": None if g is None else v >= g} for k, (v, g) in goals.items()}
     foreign = [f for sec_ in ("train", "eval") for t in res[sec_].values() for r in t["runs"].values()
                for f in r["foreign_cores_per_pass"]]
@@ -711,6 +741,8 @@ def report(res, args, cfg):
           f"{cfg.vocab_size * cfg.hidden_size / 1e6:.1f}M)")
     print(f"  torch {prov['torch']}  transformers {prov['transformers']}  device {prov['device']}  cpu {prov['cpu_model']} "
           f"{prov['cpu_flags']}  threads {prov['threads']}  bf16 {args.bf16}")
+    print(f"  precision: HF {prov['hf_precision']}{' (--hf-best: grouped batches, fused torch AdamW)' if args.hf_best else ''}; "
+          f"mtbert {prov['mtbert_precision_resolved']} (--mt-precision {args.mt_precision})")
     print(f"  HF attention: {prov['hf_attn_implementation']};  mtbert: {args.mt_attn}, fused_qkv={not args.no_fused_qkv}; "
           f"data {prov['data_edition']}")
     print(f"  timing: {args.repeats} interleaved passes per setting, fastest pass per batch kept; 'other' = CPU cores used "
@@ -718,8 +750,8 @@ def report(res, args, cfg):
           f"was built and warmed up")
     samples = ", ".join(f"{p['gflops']:.0f}" for p in res["matmul_peak_samples"])
     print(f"\n1. fp32 matmul peak: {peak:.1f} GFLOP/s  (best sample; samples {samples}; best by shape M x K x N "
-          f"{res['matmul_gflops_by_shape']})" + (f"\n   bf16 matmul peak: {res['matmul_peak_bf16_gflops']:.1f} GFLOP/s"
-                                                 if "matmul_peak_bf16_gflops" in res else ""))
+          f"{res['matmul_gflops_by_shape']})" + "".join(f"\n   {lowp} matmul peak: {res[f'matmul_peak_{lowp}_gflops']:.1f} GFLOP/s"
+                                                        for lowp in ("bf16", "fp16") if f"matmul_peak_{lowp}_gflops" in res))
     if "output_check" in res:
         oc = res["output_check"]
         print(f"   same weights: max |HF - mtbert| on 8 examples, eval mode: last hidden state "

@@ -159,7 +159,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     optimizer_impl: str = "fused"  # AdamW's update: loop (as taught) | foreach | fused (same result, fastest)
     device: str | None = None  # default: cuda if available, else cpu
-    precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 where matmuls are native bf16 (recent GPU/CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling) | auto: see resolve_precision
     compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
 
     def quick(self):
@@ -183,8 +183,8 @@ class TrainConfig:
             bad(f"unknown update {self.update!r}; expected 'per_task' or 'sum'")
         if self.compile not in ("none", "default", "reduce-overhead", "max-autotune"):
             bad(f"unknown compile mode {self.compile!r}; expected none, default, reduce-overhead or max-autotune")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            bad(f"unknown precision {self.precision!r}; expected auto, fp32 or bf16")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            bad(f"unknown precision {self.precision!r}; expected auto, fp32, bf16 or fp16")
         if self.optimizer_impl not in ("loop", "foreach", "fused"):
             bad(f"unknown optimizer_impl {self.optimizer_impl!r}; expected loop, foreach or fused")
         if self.consistency not in ("none", "mse", "kl"):
@@ -227,33 +227,53 @@ class TrainConfig:
 # %%
 #| export
 @torch.no_grad()
-def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", bf16: bool = False):
+def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", precision="fp32"):
     was_training = model.training
     model.eval()
     preds = np.zeros(len(split))
     for b in make_batches(split.lengths(), batch_size, bucket=-1):
         batch = to_device(collate(split, b, tokenizer), device)
-        with autocast(device, bf16):
+        with autocast(device, precision):
             preds[b] = model.predict(split.task, model(split.task, batch)).float().cpu().numpy()
     model.train(was_training)
     return preds
 
 
-def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu", bf16: bool = False) -> dict:
+def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu", precision="fp32") -> dict:
     """{task: metric} over labelled splits."""
-    return {t: task_metric(t, predict_split(model, s, tokenizer, batch_size, device, bf16), s.labels.numpy())
+    return {t: task_metric(t, predict_split(model, s, tokenizer, batch_size, device, precision), s.labels.numpy())
             for t, s in splits.items()}
 
 
 def to_device(batch, device):
     return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
+# %% [markdown]
+# ## 4. Precision by card
+#
+# Autocast runs the matrix multiplies in a 16-bit format while weights, optimizer and EMA stay fp32. Which format
+# pays depends on the hardware, so `precision="auto"` asks what the device multiplies natively:
+#
+# * **bf16** (8 bits of mantissa, fp32's exponent range) on GPUs of compute capability ≥ 8.0 (A100, L4, H100, …) and
+#   on CPUs with AVX512-BF16 or AMX. Its range is fp32's, so small gradients do not underflow: nothing else to do.
+# * **fp16** on older GPUs — the **T4 of free Colab**, the V100 — which have fp16 tensor cores but no bf16 units
+#   (`torch.cuda.is_bf16_supported()` may still say True there: it counts slow emulation, so we ask for the compute
+#   capability instead). fp16 has 11 bits of mantissa but only 5 of exponent: gradients below ~6e-8 flush to zero.
+#   So the loss is multiplied by a large *loss scale* before `backward` and the gradients divided by it before the
+#   step (`torch.amp.GradScaler`). When a gradient overflows (inf or NaN) the scaler **skips that step and halves the
+#   scale**; after 2,000 clean steps it doubles it again. A skipped step is routine under fp16, not a diverged run —
+#   only a long streak of them is.
+# * **fp32** everywhere else (a CPU without native bf16, where bf16 would be emulated and slower).
+#
+# `precision="bf16"`, `"fp16"` or `"fp32"` forces a format; each result records the one used in its provenance.
 
-def native_bf16(device) -> bool:
-    """Does this device multiply bf16 matrices natively? (CUDA: Ampere or newer; CPU: AVX512-BF16 or AMX.)"""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+# %%
+#| export
+MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX among the CPU's flags (Linux: /proc/cpuinfo)."""
     try:
         flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
     except OSError:
@@ -261,17 +281,86 @@ def native_bf16(device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def auto_precision(device_type: str, cuda_capability: tuple | None = None, cpu_bf16: bool = False) -> str:
+    """The rule behind precision='auto', from plain facts: 'bf16' | 'fp16' | 'fp32'."""
+    if device_type == "cuda":
+        return "bf16" if tuple(cuda_capability) >= (8, 0) else "fp16"
+    return "bf16" if device_type == "cpu" and cpu_bf16 else "fp32"
+
+
+def resolve_precision(precision: str, device) -> str:
+    """What a run computes in ('fp32' | 'bf16' | 'fp16'): `precision` itself, or for 'auto' the rule above applied
+    to this device (a CUDA card's compute capability; a CPU's flags)."""
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda":
+        return auto_precision("cuda", torch.cuda.get_device_capability(device))
+    return auto_precision(device.type, cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
+
+
+def native_bf16(device) -> bool:
+    """Does this device multiply bf16 matrices natively? (CUDA: compute capability ≥ 8.0; CPU: AVX512-BF16 or AMX.)"""
+    return resolve_precision("auto", device) == "bf16"
+
+
 def use_bf16(precision: str, device) -> bool:
-    """precision 'fp32' | 'bf16' | 'auto' (bf16 where the hardware has native bf16 matmuls)."""
-    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+    return resolve_precision(precision, device) == "bf16"
 
 
-def autocast(device, bf16: bool = False):
-    """bf16 autocast (matmuls in bf16, weights and optimizer in fp32) or a no-op context."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, precision="fp32"):
+    """Autocast to bf16 or fp16 (matmuls in 16 bits; weights, optimizer and EMA stay fp32), or a no-op for fp32.
+    `precision` is a resolved name ('fp32' | 'bf16' | 'fp16'); True / False still mean bf16 / fp32."""
+    precision = {True: "bf16", False: "fp32"}.get(precision, precision)
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16),
+                          enabled=precision in AUTOCAST_DTYPES)
+
+
+def grad_scaler(precision: str, device):
+    """Loss scaling for fp16; a disabled scaler (scale(loss) is loss, step is a plain step) for fp32 and bf16."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+
+
+def optimizer_step(opt, scaler) -> bool:
+    """One optimizer step through the scaler. False when the scaler skipped it (fp16 gradients with inf or NaN:
+    the weights and the optimizer state are left alone and the loss scale is halved)."""
+    if not scaler.is_enabled():
+        opt.step()
+        return True
+    before = scaler.get_scale()
+    scaler.step(opt)  # unscales the gradients, then steps unless one of them is inf or NaN
+    scaler.update()  # halves the scale after a skipped step, doubles it after growth_interval clean ones
+    return scaler.get_scale() >= before
+
+
+def compile_encoder(model, mode: str):
+    """torch.compile the student's encoder forward in place (parameter names and checkpoints stay the same).
+    'reduce-overhead' adds CUDA graphs: one replay per step instead of hundreds of kernel launches."""
+    if mode != "none":
+        model.encoder.forward = torch.compile(model.encoder.forward, mode=mode, dynamic=True)
+
+
+def step_begin(compile_mode: str):
+    """Tell CUDA graphs (compile='reduce-overhead') that a new training step starts, so the previous step's graph
+    outputs may be overwritten; a no-op otherwise."""
+    if compile_mode == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()
 
 # %% [markdown]
-# ## 4. Provenance
+# What `auto` picks on the cards learners meet, and on this machine:
+
+# %%
+for card, cc in [("T4 (free Colab)", (7, 5)), ("V100", (7, 0)), ("A100", (8, 0)), ("L4", (8, 9)), ("H100", (9, 0))]:
+    print(f"{card:16s} compute capability {cc[0]}.{cc[1]} -> {auto_precision('cuda', cc)}")
+print(f"{'CPU':16s} AVX512-BF16/AMX -> {auto_precision('cpu', cpu_bf16=True)}; without -> {auto_precision('cpu')}")
+here = "cuda" if torch.cuda.is_available() else "cpu"
+print(f"this machine ({here}): {resolve_precision('auto', here)}")
+
+# %% [markdown]
+# ## 5. Provenance
 #
 # Every result records what produced it.
 
@@ -286,26 +375,30 @@ def provenance(cfg, device) -> dict:
             return None
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), None) \
         if os.path.exists("/proc/cpuinfo") else platform.processor()
+    cuda = torch.device(device).type == "cuda"
+    hardware = (f"{torch.cuda.get_device_name(device)}, compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+                if cuda else f"{cpu}, {torch.get_num_threads()} threads")
+    precision = resolve_precision(cfg.precision, device)
     return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "model": cfg.model, "data_edition": data_edition(), "seed": cfg.seed, "device": str(device),
-            "hardware": torch.cuda.get_device_name() if str(device).startswith("cuda") else f"{cpu}, {torch.get_num_threads()} threads",
-            "precision": "bf16" if use_bf16(cfg.precision, device) else "fp32",
+            "hardware": hardware, "precision": precision + (" + loss scaling" if precision == "fp16" else ""),
             "torch": torch.__version__, "python": platform.python_version()}
 
 # %% [markdown]
-# ## 5. The loop
+# ## 6. The loop
 #
 # It reads like nanoGPT's `train.py`: sample an epoch → for each batch: forward → loss → (consistency) →
 # backward → step → (EMA) → then evaluate, log, checkpoint. The Mean Teacher hooks (`teacher.consistency`,
 # `teacher.update`) are filled in by notebook 08; with `consistency="none"` there is no teacher.
 #
-# Two speed switches change no result beyond rounding: `precision="auto"` runs the matrix multiplies in bf16
-# (autocast; weights, optimizer and EMA stay fp32) where the hardware has native bf16 units — recent GPUs, and CPUs
-# with AVX512-BF16 or AMX — and `compile` hands the encoder to `torch.compile` (on a GPU, `reduce-overhead` adds CUDA
-# graphs, which pays for the paper's small batches).
+# Two speed switches change no result beyond rounding: `precision="auto"` runs the matrix multiplies in 16 bits
+# where the hardware has the units for it (section 4: bf16 on recent GPUs and CPUs, fp16 with loss scaling on a T4),
+# and `compile` hands the encoder to `torch.compile` (on a GPU, `reduce-overhead` adds CUDA graphs, which pays for the
+# paper's small batches). Under fp16 a step whose gradients overflow is skipped by the scaler, not reported as a
+# diverged run; in fp32 and bf16 a non-finite loss stops the run at once.
 #
-# A checkpoint holds everything the run needs to continue exactly: model, optimizer, EMA teacher, epoch and step,
-# the RNG states and the history. The sampler needs no state of its own: an epoch's batches are a function of
+# A checkpoint holds everything the run needs to continue exactly: model, optimizer, EMA teacher, the fp16 loss
+# scaler, epoch and step, the RNG states and the history. The sampler needs no state of its own: an epoch's batches are a function of
 # `(seed, epoch)`. So a run killed anywhere and restarted with `resume=True` repeats the interrupted epoch from the
 # same state and ends with the same numbers (on CPU; the tests check this).
 
@@ -354,7 +447,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
           log=print) -> dict:
     cfg.validate()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bf16 = use_bf16(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device)  # fp32 | bf16 | fp16 (section 4)
     run = Path(run_dir) / run_name(cfg)
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -377,9 +470,9 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         from mtbert_lib.mean_teacher import MeanTeacher
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
                               cfg.consistency_rampup, sts_head=cfg.sts_head)
-    if cfg.compile != "none":  # compile the forward only: parameter names and checkpoints stay the same
-        model.encoder.forward = torch.compile(model.encoder.forward, mode=cfg.compile, dynamic=True)
-    state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0}
+    compile_encoder(model, cfg.compile)
+    scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
+    state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
     last = run / "last.pt"
     if resume and last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
@@ -388,7 +481,9 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         if teacher is not None:
             teacher.load_state_dict(ck["teacher"])
-        state = ck["state"]
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
+        state = {"skipped_in_a_row": 0, **ck["state"]}
         torch.set_rng_state(ck["rng"]["torch"])
         log(f"resumed {run} at epoch {state['epoch']} (step {state['step']})")
     eval_model = (lambda: teacher.model) if (teacher is not None and cfg.eval_teacher) else (lambda: model)
@@ -402,34 +497,44 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
         rounds = cfg.sample_epoch(lengths, epoch)
         model.train()
-        losses = {t: [] for t in cfg.tasks}
+        losses, skipped = {t: [] for t in cfg.tasks}, 0
         for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
             for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):
                 opt.zero_grad(set_to_none=True)
+                step_begin(cfg.compile)
                 for task, idx in group:  # 'sum': gradients of the round's losses add up before one step
                     batch = to_device(collate(train_sets[task], idx, tok), device)
-                    with autocast(device, bf16):
+                    with autocast(device, precision):
                         out = model(task, batch)
                         loss = model.loss(task, out.float(), batch["labels"])
                         if teacher is not None:
                             loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
-                    if not torch.isfinite(loss):
+                    finite = bool(torch.isfinite(loss))
+                    if not finite and not scaler.is_enabled():  # under fp16 the scaler skips such a step instead
                         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {state['step']}, epoch {epoch}, task {task}")
-                    loss.backward()
-                    losses[task].append(loss.item())
+                    scaler.scale(loss).backward()
+                    if finite:
+                        losses[task].append(loss.item())
                 if scheduled:
                     for g in opt.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(state["step"], total_steps, cfg.warmup, cfg.lr_decay)
-                opt.step()
+                stepped = optimizer_step(opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
                 state["step"] += 1
-                if teacher is not None:
+                skipped += not stepped
+                state["skipped_in_a_row"] = 0 if stepped else state["skipped_in_a_row"] + 1
+                if state["skipped_in_a_row"] >= MAX_SKIPPED_STEPS_IN_A_ROW:
+                    raise NonFiniteLoss(f"fp16: {state['skipped_in_a_row']} steps in a row with inf/NaN gradients up to step "
+                                        f"{state['step'] - 1}, epoch {epoch} (loss scale now {scaler.get_scale():.3g}): the run diverged")
+                if teacher is not None and stepped:
                     teacher.update(model, state["step"])
-        dev = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, bf16)
-        tr = evaluate(eval_model(), train_eval, tok, cfg.eval_batch_size, device, bf16)
+        dev = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, precision)
+        tr = evaluate(eval_model(), train_eval, tok, cfg.eval_batch_size, device, precision)
         state["wall_s"] += time.time() - t0
         score = float(np.mean([dev[t] for t in cfg.tasks if t in dev] or list(dev.values())))
         entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
                  "train": tr, "dev": dev, "dev_score": score, "wall_s": round(state["wall_s"], 1)}
+        if scaler.is_enabled():
+            entry["fp16"] = {"skipped_steps": skipped, "loss_scale": scaler.get_scale()}
         if {"sst", "quora", "sts"} <= set(dev):
             entry["dev_paper_average"], entry["dev_leaderboard"] = paper_average(dev), leaderboard_score(dev)
         state["history"].append(entry)
@@ -441,7 +546,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                           "model": eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, run / "best.pt")
         state["epoch"] = epoch + 1
         _atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "teacher": teacher.state_dict() if teacher is not None else None, "state": state,
+                      "teacher": teacher.state_dict() if teacher is not None else None, "scaler": scaler.state_dict(), "state": state,
                       "rng": {"torch": torch.get_rng_state()}}, last)
         result = write_result(cfg, state, device, results_dir, run)
     return result
@@ -470,7 +575,7 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
     return result
 
 # %% [markdown]
-# ## 6. Prediction files
+# ## 7. Prediction files
 #
 # The best checkpoint writes dev and test-student predictions in the CS224N layout.
 
@@ -494,13 +599,13 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
     for task in tasks or sorted(set(cfg.tasks) | set(cfg.eval_tasks)):
         for split in splits:
             s = encode_split(task, split, tok, cfg.max_length, report=log)
-            p = predict_split(model, s, tok, cfg.eval_batch_size, device, use_bf16(cfg.precision, device))
+            p = predict_split(model, s, tok, cfg.eval_batch_size, device, resolve_precision(cfg.precision, device))
             p = p.astype(int) if TASKS[task].metric == "accuracy" else np.round(p, 4)
             written.append(write_predictions(task, split, s.ids, p.tolist(), out_dir))
     return written
 
 # %% [markdown]
-# ## 7. A real (quick) run: balanced round-robin, specialized loss
+# ## 8. A real (quick) run: balanced round-robin, specialized loss
 #
 # Two epochs on 96 examples per task (quick mode) of the row-7 recipe. `mtbert train --experiment
 # rr-balanced-specialized` runs the full protocol; `results/` holds the JSON of every run.

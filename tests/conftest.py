@@ -134,3 +134,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight 2 x 32 BERT checkpoint folder with a character-level vocabulary (see engine_helpers)."""
+    from engine_helpers import write_tiny_checkpoint
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-bert"))

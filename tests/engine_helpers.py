@@ -44,3 +44,14 @@ def require_minilm(request):
 def strip_timing(epochs: list) -> list:
     """Per-epoch history without the wall-clock field (the only one that may differ between equal runs)."""
     return [{k: v for k, v in e.items() if k != "wall_s"} for e in epochs]
+
+
+def write_tiny_checkpoint(folder, **kw) -> Path:
+    """A random-weight 2-layer BERT of width 32 with a character-level vocabulary (tools/random_checkpoint.py):
+    `train(TrainConfig(model=str(folder), ...))` runs on it in well under a second per epoch, no MiniLM needed."""
+    import sys
+    tools = str(REPO_ROOT / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from random_checkpoint import write_random_checkpoint
+    return write_random_checkpoint(folder, "tiny", **kw)

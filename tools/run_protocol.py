@@ -26,7 +26,8 @@ SECTION41 = ["sst-pretrain", "sst-finetune", "cfimdb-pretrain", "cfimdb-finetune
 
 def plan(model="minilm"):
     first = ["rr-balanced-specialized-mt", "rr-balanced-specialized", "rr-balanced", "rr-uneven"]  # the claims' rows
-    runs = [(n, 0) for n in first + T1] + [(n, 0) for n in ["fig5-mt-mse", "fig4-sts-ce"] + SECTION41 + SWEEP_EXTRA]
+    runs = [(n, 0) for n in first + T1 + ["cfimdb-finetune", "sst-finetune", "fig5-mt-mse", "fig4-sts-ce"] +
+            SECTION41 + SWEEP_EXTRA]
     for seed in (1, 2):
         runs += [(n, seed) for n in CLAIM_ROWS]
     for seed in (1, 2):
