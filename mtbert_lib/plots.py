@@ -21,13 +21,14 @@ TASKS3 = ["sst", "quora", "sts"]
 METRIC = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFIMDB acc"}
 
 # %% ../notebooks/09_figures.ipynb #c004
-def load_results(folder="results", recursive: bool = False) -> pd.DataFrame:
+def load_results(folder="results", recursive: bool = False, complete_only: bool = True) -> pd.DataFrame:
     """One row per (run, epoch): experiment, model, recipe, quick, seed, epoch, dev_<task>, train_<task>, wall_s,
-    file, tag (the sub-folder, for search runs) and the config fields a recipe varies."""
+    file, tag (the sub-folder, for search runs) and the config fields a recipe varies. A run still in progress
+    (fewer epochs than its config asks for) is left out unless complete_only=False."""
     rows, folder = [], Path(folder)
     for f in sorted(folder.rglob("*.json") if recursive else folder.glob("*.json")):
         r = json.loads(f.read_text())
-        if "epochs" not in r:
+        if "epochs" not in r or (complete_only and len(r["epochs"]) < r["config"]["epochs"]):
             continue
         c = r["config"]
         for e in r["epochs"]:
@@ -157,7 +158,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c017
+# %% ../notebooks/09_figures.ipynb #c018
 SWEEPS = {
     "fig3_batch_size": ["fig3-batch8", "fig3-batch32", "fig3-batch64"],
     "fig4_sts_loss": ["fig4-sts-ce", "fig4-sts-mse"],
@@ -197,7 +198,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c024
+# %% ../notebooks/09_figures.ipynb #c025
 def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
     """(mean_a − mean_b, verdict): 'a > b', 'a < b', 'within seed noise' or 'unsettled (n runs)'."""
     s = summarize(df, [a, b], [task])
@@ -234,4 +235,12 @@ def claim_sentences(df: pd.DataFrame) -> list:
             verdict = "reproduced" if np.sign(diff) == sign else "not reproduced (the opposite holds)"
         out.append(f"- The paper: {text}. Ours ({a} − {b}, dev {task}): "
                    + (f"{diff:+.3f}, " if np.isfinite(diff) else "") + f"**{verdict}**.")
+    runs = d[d.experiment == "rr-balanced-specialized-mt"] if len(d) else d
+    if len(runs):  # Fig. 6: the gap between training and dev scores at the last epoch, mean over seeds
+        last = runs[runs.epoch == runs.epoch.max()]
+        gap = {t: (last[f"train_{t}"] - last[f"dev_{t}"]).mean() for t in TASKS3}
+        verdict = "reproduced" if min(gap.values()) > 0.05 else "partly reproduced" if max(gap.values()) > 0.05 else "not reproduced"
+        out.append("- The paper: training scores stay far above dev (Fig. 6, overfitting). Ours (rr-balanced-specialized-mt, "
+                   f"last epoch, {last.file.nunique()} runs, train − dev): " + ", ".join(f"{t} {g:+.3f}" for t, g in gap.items())
+                   + f", **{verdict}** (a gap above 0.05 on every task counts).")
     return out

@@ -56,13 +56,14 @@ METRIC = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFI
 
 # %%
 #| export
-def load_results(folder="results", recursive: bool = False) -> pd.DataFrame:
+def load_results(folder="results", recursive: bool = False, complete_only: bool = True) -> pd.DataFrame:
     """One row per (run, epoch): experiment, model, recipe, quick, seed, epoch, dev_<task>, train_<task>, wall_s,
-    file, tag (the sub-folder, for search runs) and the config fields a recipe varies."""
+    file, tag (the sub-folder, for search runs) and the config fields a recipe varies. A run still in progress
+    (fewer epochs than its config asks for) is left out unless complete_only=False."""
     rows, folder = [], Path(folder)
     for f in sorted(folder.rglob("*.json") if recursive else folder.glob("*.json")):
         r = json.loads(f.read_text())
-        if "epochs" not in r:
+        if "epochs" not in r or (complete_only and len(r["epochs"]) < r["config"]["epochs"]):
             continue
         c = r["config"]
         for e in r["epochs"]:
@@ -289,6 +290,24 @@ for quick in (False, True):
                 f"{', '.join(sorted(d.model.unique()))})", figdir / f"table1{'_quick' if quick else ''}.png"); plt.show()
 
 # %% [markdown]
+# **Reading the rows that go down.**
+#
+# * *Single-task rows, the tasks they do not train*: a head that never trains answers at random — the joint Quora
+#   head of `only-sst` sits near or below the majority rate (0.625), and SST in `only-para-mt` / `only-sts-mse-mt`
+#   near chance — exactly the paper's pattern. The cosine STS score has no head to train, so it starts at the
+#   zero-shot level; training on SST alone moves the encoder away from what made the cosine work, and STS drops
+#   below zero-shot.
+# * *rr-uneven does not collapse on STS* as the paper's did (0.019): our 6-way STS head predicts the expected
+#   similarity under its class distribution, not the arg-max class, and MiniLM's mean-pooled features already encode
+#   similarity, so cross-entropy on six classes still ranks pairs well. Training on all of Quora (the uneven schedule
+#   takes every example each epoch, the balanced one 6,040 per task) is what lifts its Quora score.
+# * *Mean Teacher* (`rr-balanced-specialized-mt` against `rr-balanced-specialized`) does not help in two epochs on
+#   seed 0, Quora loses most. A likely reason, not yet tested: the symmetric-KL consistency weight is 1 from the first
+#   step (no ramp-up), so the freshly initialised Quora head is pulled towards a teacher that is an average of its
+#   own untrained past, and the short protocol leaves little time to recover; the teacher is also what is scored.
+#   `consistency_rampup` and a smaller `ema_decay` are the knobs to try; seeds 1 and 2 decide whether the gap is real.
+
+# %% [markdown]
 # ## 3. Figures 3–5: batch size, STS loss, Mean Teacher (and the weight-decay appendix)
 #
 # Dev metric per epoch for each sweep's variants, mean over seeds with a band of ± one standard deviation, beside
@@ -424,6 +443,14 @@ def claim_sentences(df: pd.DataFrame) -> list:
             verdict = "reproduced" if np.sign(diff) == sign else "not reproduced (the opposite holds)"
         out.append(f"- The paper: {text}. Ours ({a} − {b}, dev {task}): "
                    + (f"{diff:+.3f}, " if np.isfinite(diff) else "") + f"**{verdict}**.")
+    runs = d[d.experiment == "rr-balanced-specialized-mt"] if len(d) else d
+    if len(runs):  # Fig. 6: the gap between training and dev scores at the last epoch, mean over seeds
+        last = runs[runs.epoch == runs.epoch.max()]
+        gap = {t: (last[f"train_{t}"] - last[f"dev_{t}"]).mean() for t in TASKS3}
+        verdict = "reproduced" if min(gap.values()) > 0.05 else "partly reproduced" if max(gap.values()) > 0.05 else "not reproduced"
+        out.append("- The paper: training scores stay far above dev (Fig. 6, overfitting). Ours (rr-balanced-specialized-mt, "
+                   f"last epoch, {last.file.nunique()} runs, train − dev): " + ", ".join(f"{t} {g:+.3f}" for t, g in gap.items())
+                   + f", **{verdict}** (a gap above 0.05 on every task counts).")
     return out
 
 # %%

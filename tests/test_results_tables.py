@@ -75,3 +75,10 @@ def test_readme_section_renders(tmp_path):
     text = results_table.section(tmp_path)
     assert "**Table 1, full runs**" in text and "| rr-balanced | 1 | 0.500 | 0.800 | 0.870 |" in text
     assert "seeds 0" in text and "git abc1234" in text
+
+
+def test_runs_in_progress_are_left_out(tmp_path):
+    fake_run(tmp_path, "rr-balanced", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    f = tmp_path / "rr-balanced-minilm-tuned-seed0.json"
+    r = json.loads(f.read_text()); r["config"]["epochs"] = 2; f.write_text(json.dumps(r))  # 1 of 2 epochs done
+    assert len(plots.load_results(tmp_path)) == 0 and len(plots.load_results(tmp_path, complete_only=False)) == 1
