@@ -260,14 +260,14 @@ def table1_markdown(t: pd.DataFrame, baselines: dict | None) -> str:
 
 
 def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.9), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
     y = np.arange(len(t))
     for ax, task in zip(axes, TASKS3):
         ax.barh(y + 0.2, t[task], xerr=t[f"{task} std"].fillna(0), height=0.4, label="ours (mean ± std)", capsize=2)
         ax.barh(y - 0.2, t[f"paper {task}"], height=0.4, label="paper (bert-base)", alpha=0.5)
         draw_baselines(ax, baselines.get(task, []), vertical=True)
         ax.set_yticks(y, [f"{n} ({r})" for n, r in zip(t.index, t.runs)]); ax.set_title(f"dev {METRIC[task]}")
-        ax.set_xlim(0, 1); ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(0, 1); ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
