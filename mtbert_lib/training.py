@@ -38,17 +38,20 @@ def uneven_round_robin(lengths: dict, batch_sizes: dict, rng, bucket: int = 0):
 
 def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
     """N = the smallest training set; every epoch draws N examples from each task without replacement."""
+    ### BEGIN SOLUTION
+    # HINT: n = smallest size; per task draw n indices without replacement (rng.choice), batch their lengths with make_batches(…, batch_size, rng, bucket) and map the batches back to training-set indices; round i = [(task, its i-th batch) for every task]
     n = min(len(L) for L in lengths.values())
     per_task = {}
     for t, L in lengths.items():
         chosen = np.sort(rng.choice(len(L), n, replace=False))
         per_task[t] = [chosen[b].tolist() for b in make_batches(L[chosen], batch_size, rng, bucket)]
     return [[(t, b[i]) for t, b in per_task.items()] for i in range(len(next(iter(per_task.values()))))]
+    ### END SOLUTION
 
 
 SCHEDULES = {"single": single_task, "uneven": uneven_round_robin, "balanced": balanced_round_robin}
 
-# %% ../notebooks/07_round_robin.ipynb #c010
+# %% ../notebooks/07_round_robin.ipynb #c011
 @dataclass
 class TrainConfig:
     name: str = "custom"
@@ -147,7 +150,7 @@ class TrainConfig:
             return uneven_round_robin(lengths, self.batch_sizes, rng, self.bucket)
         return SCHEDULES[self.schedule](lengths, self.batch_size, rng, self.bucket)
 
-# %% ../notebooks/07_round_robin.ipynb #c012
+# %% ../notebooks/07_round_robin.ipynb #c013
 @torch.no_grad()
 def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", bf16: bool = False):
     was_training = model.training
@@ -192,7 +195,7 @@ def autocast(device, bf16: bool = False):
     """bf16 autocast (matmuls in bf16, weights and optimizer in fp32) or a no-op context."""
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
-# %% ../notebooks/07_round_robin.ipynb #c014
+# %% ../notebooks/07_round_robin.ipynb #c015
 def provenance(cfg, device) -> dict:
     def git(*args):
         try:
@@ -208,7 +211,7 @@ def provenance(cfg, device) -> dict:
             "precision": "bf16" if use_bf16(cfg.precision, device) else "fp32",
             "torch": torch.__version__, "python": platform.python_version()}
 
-# %% ../notebooks/07_round_robin.ipynb #c016
+# %% ../notebooks/07_round_robin.ipynb #c017
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -367,7 +370,7 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
         os.replace(tmp, out)
     return result
 
-# %% ../notebooks/07_round_robin.ipynb #c018
+# %% ../notebooks/07_round_robin.ipynb #c019
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
     try:
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
