@@ -39,8 +39,10 @@ def _ensure(ok, reason):
 def _grade(name, check, *args):
     from mtbert_lib.data import DataError
     from mtbert_lib.model import CheckpointError
+    np_state = np.random.get_state()
     try:
-        check(*args)
+        with torch.random.fork_rng(devices=[]):  # the notebook's random streams are the same with or without a grader
+            check(*args)
         status = "PASS"
     except NotImplementedError:
         status = "TODO"
@@ -51,6 +53,8 @@ def _grade(name, check, *args):
     except Exception as e:  # the learner's code crashed: its error is the reason
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         status = f"FAIL: raised {type(e).__name__}" + (f": {msg}" if msg else "")
+    finally:
+        np.random.set_state(np_state)
     print(f"EXERCISE {name}: {' '.join(status.split())}", flush=True)
 
 
@@ -450,12 +454,12 @@ def _padding(rounds, lengths) -> int:
 
 def _check_balanced(fn):
     from mtbert_lib.training import balanced_round_robin as lib
-    lengths = _train_lengths()
+    lengths = {t: L.copy() for t, L in _train_lengths().items()}  # the learner's code may sort them in place
     tasks, sizes = list(lengths), {t: len(L) for t, L in lengths.items()}
     n = min(sizes.values())
     smallest = min(sizes, key=sizes.get)
     for batch_size, bucket in ((8, 0), (5, 50)):
-        rounds = fn({t: L.copy() for t, L in lengths.items()}, batch_size, np.random.default_rng(1), bucket)
+        rounds = fn(lengths, batch_size, np.random.default_rng(1), bucket)
         _ensure(isinstance(rounds, list) and rounds, "must return a non-empty list of rounds")
         _ensure(len(rounds) == math.ceil(n / batch_size), f"{len(rounds)} rounds with batch size {batch_size}, expected "
                 f"ceil(N / batch_size) = {math.ceil(n / batch_size)} (N = {n}, the smallest training set)")
@@ -476,18 +480,16 @@ def _check_balanced(fn):
                 f"{smallest} (the smallest task) must be used completely every epoch")
         if bucket:
             ours = _padding(rounds, lengths)
-            bucketed = _padding(lib(lengths, batch_size, np.random.default_rng(1), bucket), lengths)
-            plain = _padding(lib(lengths, batch_size, np.random.default_rng(1), 0), lengths)
+            real = _train_lengths()
+            _ensure(all(np.array_equal(lengths[t], real[t]) for t in tasks), "the lengths must not be changed in place")
+            bucketed = _padding(lib(real, batch_size, np.random.default_rng(1), bucket), real)
+            plain = _padding(lib(real, batch_size, np.random.default_rng(1), 0), real)
             _ensure(ours <= (bucketed + plain) / 2, f"bucket={bucket} is ignored: {ours} pad tokens per epoch, "
                     f"{bucketed} with length bucketing; pass bucket on to make_batches")
-    state = np.random.get_state()
-    try:
-        np.random.seed(1)
-        a = fn(lengths, 8, np.random.default_rng(3))
-        np.random.seed(2)
-        b = fn(lengths, 8, np.random.default_rng(3))
-    finally:
-        np.random.set_state(state)
+    np.random.seed(1)  # _grade restores numpy's global state afterwards
+    a = fn(lengths, 8, np.random.default_rng(3))
+    np.random.seed(2)
+    b = fn(lengths, 8, np.random.default_rng(3))
     as_lists = lambda rounds: [[(t, [int(j) for j in bb]) for t, bb in r] for r in rounds]
     _ensure(as_lists(a) == as_lists(b), "not reproducible: draw only from the `rng` argument (not np.random or random)")
     c = fn(lengths, 8, np.random.default_rng(4))
