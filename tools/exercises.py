@@ -13,10 +13,11 @@ An exercise is a solution region in a source notebook, marked with nbgrader's ma
 The student edition is made with nbgrader's own preprocessors, standalone (no course database, no server, so it works
 on Colab): ClearSolutions replaces every region by its stub, configured as `raise NotImplementedError("HINT: ...")`
 with the region's hint; LockCells makes the grader cells read-only; ClearOutput clears the outputs (the student
-edition is committed unexecuted). Before that, the nbdev directives (#| export, #| default_exp) are removed, so the
-learner's functions live in the notebook and never in mtbert_lib, and the cells are given nbgrader's metadata (the
-exercise cells are "autograded answer" cells, the cells that call a `check_*` grader are read-only). The Colab badge
-points to the student edition and its set-up cell moves into notebooks/exercises/.
+edition is committed unexecuted); CheckCellMetadata validates the cells' nbgrader metadata. Before that, the nbdev
+directives (#| export, #| default_exp) are removed, so the learner's functions live in the notebook and never in
+mtbert_lib, and the cells are given nbgrader's metadata (the exercise cells are "autograded answer" cells, the cells
+that call a `check_*` grader are read-only). The Colab badge points to the student edition and its set-up cell moves
+into notebooks/exercises/.
 """
 import json, re, sys
 from pathlib import Path
@@ -55,7 +56,7 @@ def hints(source: str, where: str) -> list:
 def student_edition(src: Path):
     """The student notebook of a source, or None when it has no exercise."""
     import nbformat
-    from nbgrader.preprocessors import ClearOutput, ClearSolutions, LockCells
+    from nbgrader.preprocessors import CheckCellMetadata, ClearOutput, ClearSolutions, LockCells
     if BEGIN not in src.read_text():
         return None
     nb, name = course.read_source(src), src.stem
@@ -95,6 +96,7 @@ def student_edition(src: Path):
     nb, resources = ClearSolutions(code_stub={"python": stub}).preprocess(nb, resources)
     nb, resources = LockCells().preprocess(nb, resources)
     nb, resources = ClearOutput().preprocess(nb, resources)
+    nb, resources = CheckCellMetadata().preprocess(nb, resources)  # nbgrader's schema for the cells' metadata
     for c in nb.cells:
         for h in found.get(c.id, []):
             assert PLACEHOLDER in c.source
