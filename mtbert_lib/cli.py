@@ -1,4 +1,4 @@
-"""The `mtbert` command line: data fetching, a zero-shot demo, training, prediction and the list of experiments.
+"""The `mtbert` command line: data fetching, a zero-shot demo, training, prediction, the list of experiments and grading the exercises.
 
 Hand-written (not generated from a notebook): it only parses arguments and calls the library the notebooks build.
 Every error a user can cause ends in one line `mtbert: error: ...` and exit status 2.
@@ -121,6 +121,92 @@ def cmd_experiments(a):
         print(f"{name:28s} " + " ".join(f"{k}={v}" for k, v in diff.items()))
 
 
+GRADER_CELL = r"^(check_\w+)\(.*\)\s*$"  # a line calling one of mtbert_lib.grading's checks
+EXERCISE_LINE = r"^EXERCISE (\S+): (PASS|TODO|FAIL: .*)$"
+
+
+def grade_notebook(path, timeout: int = 1800, echo=print):
+    """Execute a notebook top to bottom (quick mode, in its own folder) with nbclient and collect its exercise lines.
+
+    Returns (results, crashes): results maps each exercise to PASS, TODO or FAIL: reason, in notebook order; crashes
+    lists one line per cell that failed outside the exercises. Not crashes: an error in an exercise cell (its grader
+    reports it as FAIL), a cell raising NotImplementedError (it uses an unfinished exercise, which its grader reports
+    as TODO) and a NameError after such a cell (a consequence of it). Every grader cell runs, whatever failed before."""
+    import re, subprocess
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+    except ImportError as e:
+        raise ValueError(f"mtbert grade runs notebooks with nbclient, nbformat and ipykernel ({e}); "
+                         "install them: pip install -e '.[notebooks]'") from None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such notebook")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:
+        raise ValueError(f"{path}: not a notebook ({type(e).__name__})") from None
+    graders = {i: re.search(GRADER_CELL, c.source, re.M) for i, c in enumerate(nb.cells) if c.cell_type == "code"}
+    graders = {i: m.group(1).removeprefix("check_") for i, m in graders.items() if m}  # check_<name> grades <name>
+    if not graders:
+        raise ValueError(f"{path}: no exercise grader cell (check_...(...)) in this notebook")
+    exercise_cells = {i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("nbgrader", {}).get("solution")
+                      or "### BEGIN SOLUTION" in c.source}  # student edition: nbgrader's metadata; solutions: the markers
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}})
+    results, crashes, unfinished, exercise_error = {}, [], False, None
+
+    def report(name, status):
+        results[name] = status
+        echo(f"EXERCISE {name}: {status}")
+
+    def crash(line):
+        crashes.append(line)
+        echo(line)
+
+    def one_line(text, n=300):
+        return " ".join(str(text).split())[:n]
+
+    try:  # quick mode; errors come back as cell outputs, the kernel's stderr is only its start-up chatter
+        with client.setup_kernel(env=dict(os.environ, MTBERT_QUICK="1"), stderr=subprocess.DEVNULL):
+            for i, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                error = None
+                try:
+                    client.execute_cell(cell, i)
+                except CellExecutionError as e:
+                    error = (e.ename, e.evalue)
+                printed = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+                for name, status in re.findall(EXERCISE_LINE, printed, re.M):
+                    report(name, status)
+                if i in graders:
+                    if graders[i] not in results:
+                        why = (f"the exercise cell raised {exercise_error[0]}: {exercise_error[1]}" if exercise_error
+                               else f"the grader cell raised {error[0]}: {error[1]}" if error else "the grader printed no verdict")
+                        report(graders[i], f"FAIL: {one_line(why)}")
+                    exercise_error = None
+                elif i in exercise_cells:
+                    exercise_error = error
+                elif error:
+                    if error[0] == "NotImplementedError" or (unfinished and error[0] == "NameError"):
+                        unfinished = True
+                        continue
+                    first = next((ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith("#")), "")
+                    crash(f"CRASH in cell {i} ({first.strip()[:60]!r}), outside the exercises: {error[0]}: {one_line(error[1])}")
+    except Exception as e:  # the kernel did not start, died or a cell timed out: the cells after it cannot run
+        crash(f"CRASH: {type(e).__name__}: {one_line(e)}; the notebook could not be run to the end")
+    for i, name in graders.items():
+        if name not in results:
+            report(name, "FAIL: its grader cell was not run")
+    return results, crashes
+
+
+def cmd_grade(a):
+    results, crashes = grade_notebook(a.notebook, a.timeout)
+    a.status = 2 if crashes else (0 if all(s == "PASS" for s in results.values()) else 1)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="mtbert", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -159,25 +245,36 @@ def build_parser():
     bl.set_defaults(func=cmd_baselines)
     e = sub.add_parser("experiments", help="list the named experiments")
     e.set_defaults(func=cmd_experiments)
+    g = sub.add_parser("grade", help="run a notebook's exercises (quick mode): one line PASS / TODO / FAIL per exercise; "
+                                     "exit 0 only when all pass, 1 otherwise, 2 when a cell outside the exercises crashes")
+    g.add_argument("notebook", help="e.g. notebooks/exercises/01_attention.ipynb")
+    g.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    g.set_defaults(func=cmd_grade)
     return p
+
+
+def _user_errors():
+    """The errors a user can cause (imported when one is raised, so that `mtbert grade` never loads torch itself)."""
+    from mtbert_lib.data import DataError
+    from mtbert_lib.model import CheckpointError
+    from mtbert_lib.training import NonFiniteLoss
+    return (DataError, CheckpointError, ValueError, FileNotFoundError, NonFiniteLoss)
 
 
 def main(argv=None):
     parser = build_parser()
     a = parser.parse_args(argv)
-    from mtbert_lib.data import DataError
-    from mtbert_lib.model import CheckpointError
-    from mtbert_lib.training import NonFiniteLoss
-    errors = (DataError, CheckpointError, ValueError, FileNotFoundError, NonFiniteLoss)
     try:
         a.func(a)
-    except errors as e:
+    except Exception as e:
+        if not isinstance(e, _user_errors()):
+            raise
         print(f"mtbert: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mtbert: interrupted (a training run resumes with --resume)", file=sys.stderr)
         return 130
-    return 0
+    return getattr(a, "status", 0)
 
 
 if __name__ == "__main__":

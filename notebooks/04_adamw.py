@@ -43,6 +43,9 @@ import math
 
 import torch
 
+# %%
+from mtbert_lib.grading import check_adamw  # the grader of this notebook's exercise
+
 # %% [markdown]
 # ## 1. One step, written out
 #
@@ -113,15 +116,21 @@ class AdamW(torch.optim.Optimizer):
             state["step"] += 1
             t = state["step"].item()
             m, v = state["exp_avg"], state["exp_avg_sq"]
+            ### BEGIN SOLUTION
+            # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
             p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
             m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
+            ### END SOLUTION
             if group["amsgrad"]:
                 torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
                 v = state["max_exp_avg_sq"]
+            ### BEGIN SOLUTION
+            # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
             bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
             denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
             p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
+            ### END SOLUTION
 
     def _foreach_update(self, group, params):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -158,6 +167,9 @@ class AdamW(torch.optim.Optimizer):
                             [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
                             weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
                             maximize=group["maximize"], grad_scale=None, found_inf=None)
+
+# %%
+check_adamw(AdamW)
 
 # %% [markdown]
 # ### The fused fast path

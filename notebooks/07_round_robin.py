@@ -84,15 +84,22 @@ def uneven_round_robin(lengths: dict, batch_sizes: dict, rng, bucket: int = 0):
 
 def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
     """N = the smallest training set; every epoch draws N examples from each task without replacement."""
+    ### BEGIN SOLUTION
+    # HINT: n = smallest size; per task draw n indices without replacement (rng.choice), batch their lengths with make_batches(…, batch_size, rng, bucket) and map the batches back to training-set indices; round i = [(task, its i-th batch) for every task]
     n = min(len(L) for L in lengths.values())
     per_task = {}
     for t, L in lengths.items():
         chosen = np.sort(rng.choice(len(L), n, replace=False))
         per_task[t] = [chosen[b].tolist() for b in make_batches(L[chosen], batch_size, rng, bucket)]
     return [[(t, b[i]) for t, b in per_task.items()] for i in range(len(next(iter(per_task.values()))))]
+    ### END SOLUTION
 
 
 SCHEDULES = {"single": single_task, "uneven": uneven_round_robin, "balanced": balanced_round_robin}
+
+# %%
+from mtbert_lib.grading import check_balanced_round_robin
+check_balanced_round_robin(balanced_round_robin)
 
 # %% [markdown]
 # What an epoch looks like with the real training set sizes (SST 8,544, Quora offline edition 14,149, STS 6,040):

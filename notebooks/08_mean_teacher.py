@@ -51,6 +51,9 @@ import copy, math
 import torch
 import torch.nn.functional as F
 
+# %%
+from mtbert_lib.grading import check_ema_update, check_symmetric_kl  # the graders of this notebook's exercises
+
 # %% [markdown]
 # ## 1. The EMA update
 #
@@ -63,14 +66,20 @@ import torch.nn.functional as F
 @torch.no_grad()
 def ema_update(teacher, student, decay: float):
     """teacher ← decay · teacher + (1 − decay) · student, for every parameter; buffers are copied."""
+    ### BEGIN SOLUTION
+    # HINT: in place, parameter by parameter (zip teacher.parameters() and student.parameters()): t ← decay·t + (1 − decay)·s (e.g. t.lerp_(s, 1 − decay)); then copy every buffer from the student
     t_params, s_params = list(teacher.parameters()), list(student.parameters())
     torch._foreach_lerp_(t_params, s_params, 1.0 - decay)
     for tb, sb in zip(teacher.buffers(), student.buffers()):
         tb.copy_(sb)
+    ### END SOLUTION
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
     return min(decay, 1.0 - 1.0 / (step + 1)) if warmup else decay
+
+# %%
+check_ema_update(ema_update)
 
 # %%
 a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
@@ -92,8 +101,11 @@ print(bool(torch.allclose(a.weight, 0.9 * before + 0.1 * b.weight)), [round(ema_
 #| export
 def symmetric_kl(student_logits, teacher_logits):
     """KL(p‖q) + KL(q‖p) over the last dimension, averaged over the batch; p = student, q = teacher."""
+    ### BEGIN SOLUTION
+    # HINT: log p and log q with F.log_softmax over the last dimension; KL(p‖q) = Σ p (log p − log q); sum both directions over the classes, then average over the batch
     logp, logq = F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1)
     return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1).mean()
+    ### END SOLUTION
 
 
 def binary_logits(logit):  # one logit -> two-class logits [0, z], so softmax gives (1 − σ(z), σ(z))
@@ -117,6 +129,9 @@ def sigmoid_rampup(step: int, length: int) -> float:
         return 1.0
     t = min(max(step / length, 0.0), 1.0)
     return math.exp(-5.0 * (1.0 - t) ** 2)
+
+# %%
+check_symmetric_kl(symmetric_kl)
 
 # %% [markdown]
 # Checks: zero when the distributions are equal, symmetric, non-negative, and no gradient reaches the teacher.
