@@ -362,7 +362,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
         return write_result(cfg, state, device, results_dir, run)
     if cfg.eval_before and "dev_before" not in state:
-        state["dev_before"] = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, bf16)
+        state["dev_before"] = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, precision)
         log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()

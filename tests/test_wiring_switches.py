@@ -255,3 +255,22 @@ def test_head_lr_warmup_and_decay_reach_the_loop_and_resume(tiny_bert_dir, small
     for i, st in sa["state"].items():
         for key, v in st.items():
             assert torch.equal(v, sb["state"][i][key]), (i, key)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_eval_before_scores_the_untrained_model(precision, tiny_bert_dir, small_data_dir, tmp_path):
+    """`eval_before` (make run prints it): dev scored before the first step, recorded as dev_before; the untrained
+    model's dev score equals evaluate() on a fresh model built the same way."""
+    from mtbert_lib.training import build_model, evaluate
+    from mtbert_lib.tasks import encode_split
+    from mtbert_lib.tokenizer import load_tokenizer
+    cfg = config(tiny_bert_dir, eval_before=True, precision=precision, eval_tasks=("sst", "sts"))
+    _, result = run(cfg, small_data_dir, tmp_path, params=False)
+    assert set(result["dev_before"]) == {"sst", "sts"}
+    if precision == "fp32":
+        torch.manual_seed(cfg.seed)
+        tok = load_tokenizer(cfg.model)
+        with data_env(small_data_dir):
+            dev = {t: encode_split(t, "dev", tok, cfg.max_length, report=None) for t in cfg.eval_tasks}
+            ref = evaluate(build_model(cfg), dev, tok, cfg.eval_batch_size, "cpu", "fp32")
+        assert result["dev_before"] == pytest.approx(ref, abs=1e-9)
