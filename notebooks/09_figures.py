@@ -421,14 +421,17 @@ def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
     return diff, f"{a} {'>' if diff > 0 else '<'} {b}"
 
 
-CLAIMS = [  # (the paper's claim, row a, row b, task, the paper's sign of a − b)
-    ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1),
-    ("MSE regression beats 6-way cross-entropy for STS", "fig4-sts-mse", "fig4-sts-ce", "sts", +1),
-    ("Mean Teacher (KL) helps the multitask model (average)", "fig5-mt-kl", "fig5-mt-none", "avg", +1),
-    ("batch 8 beats batch 32 (average)", "fig3-batch8", "fig3-batch32", "avg", +1),
-    ("batch 8 beats batch 64 (average)", "fig3-batch8", "fig3-batch64", "avg", +1),
+CLAIMS = [  # (the paper's claim, row a, row b, task, the paper's sign of a − b, the figure that shows it)
+    ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1,
+     "figures/table1.png"),
+    ("MSE regression beats 6-way cross-entropy for STS", "fig4-sts-mse", "fig4-sts-ce", "sts", +1,
+     "figures/fig4_sts_loss.png"),
+    ("Mean Teacher (KL) helps the multitask model (average)", "fig5-mt-kl", "fig5-mt-none", "avg", +1,
+     "figures/fig5_mean_teacher.png"),
+    ("batch 8 beats batch 32 (average)", "fig3-batch8", "fig3-batch32", "avg", +1, "figures/fig3_batch_size.png"),
+    ("batch 8 beats batch 64 (average)", "fig3-batch8", "fig3-batch64", "avg", +1, "figures/fig3_batch_size.png"),
     ("the specialized loss (per-task steps, MSE for STS) beats plain balanced round-robin (average)",
-     "rr-balanced-specialized", "rr-balanced", "avg", +1),
+     "rr-balanced-specialized", "rr-balanced", "avg", +1, "figures/table1.png"),
 ]
 
 
@@ -437,12 +440,12 @@ def claim_sentences(df: pd.DataFrame) -> list:
     if len(d):
         d["dev_avg"] = d[[f"dev_{t}" for t in TASKS3]].mean(axis=1)
     out = []
-    for text, a, b, task, sign in CLAIMS:
+    for text, a, b, task, sign, figure in CLAIMS:
         diff, verdict = compare(d, a, b, task) if len(d) else (np.nan, "no runs yet")
         if verdict.startswith(a):
             verdict = "reproduced" if np.sign(diff) == sign else "not reproduced (the opposite holds)"
         out.append(f"- The paper: {text}. Ours ({a} − {b}, dev {task}): "
-                   + (f"{diff:+.3f}, " if np.isfinite(diff) else "") + f"**{verdict}**.")
+                   + (f"{diff:+.3f}, " if np.isfinite(diff) else "") + f"**{verdict}** ({figure}).")
     runs = d[d.experiment == "rr-balanced-specialized-mt"] if len(d) else d
     if len(runs):  # Fig. 6: the gap between training and dev scores at the last epoch, mean over seeds
         last = runs[runs.epoch == runs.epoch.max()]
@@ -450,7 +453,7 @@ def claim_sentences(df: pd.DataFrame) -> list:
         verdict = "reproduced" if min(gap.values()) > 0.05 else "partly reproduced" if max(gap.values()) > 0.05 else "not reproduced"
         out.append("- The paper: training scores stay far above dev (Fig. 6, overfitting). Ours (rr-balanced-specialized-mt, "
                    f"last epoch, {last.file.nunique()} runs, train − dev): " + ", ".join(f"{t} {g:+.3f}" for t, g in gap.items())
-                   + f", **{verdict}** (a gap above 0.05 on every task counts).")
+                   + f", **{verdict}** (a gap above 0.05 on every task counts; figures/fig6_train_vs_dev.png).")
     return out
 
 # %%

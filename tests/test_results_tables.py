@@ -55,7 +55,8 @@ def test_claims_need_two_seeds_and_a_gap_beyond_the_noise(tmp_path):
     df["dev_avg"] = df[["dev_sst", "dev_quora", "dev_sts"]].mean(axis=1)
     diff, verdict = plots.compare(df, "rr-balanced", "rr-uneven", "avg")
     assert diff == pytest.approx(0.2, abs=1e-9) and verdict == "rr-balanced > rr-uneven"
-    assert "**reproduced**" in plots.claim_sentences(df)[0]
+    first = plots.claim_sentences(df)[0]
+    assert "**reproduced**" in first and "(figures/table1.png)" in first  # each claim points to its figure
     one = df[df.seed == 0]
     assert plots.compare(one, "rr-balanced", "rr-uneven", "avg")[1].startswith("unsettled")
 
