@@ -36,7 +36,8 @@ TASK_FILES = {"sst": "ids-sst-{split}.csv", "cfimdb": "ids-cfimdb-{split}.csv",
               "quora": "quora-{split}.csv", "sts": "sts-{split}.csv"}
 SPLITS = ("train", "dev", "test-student")
 
-
+# %% ../notebooks/00_data.ipynb #c008
+# Plumbing: the error type, file hashing and where the data folder is
 class DataError(ValueError):
     """A data file is missing or malformed. The message is one line naming the file (and row) and the reason."""
 
@@ -68,7 +69,7 @@ def data_dir(path=None) -> Path:
     root = project_root()
     return (root / "data") if root else Path("data")
 
-# %% ../notebooks/00_data.ipynb #c008
+# %% ../notebooks/00_data.ipynb #c010
 def _edition_of(name: str, digest: str) -> str | None:
     for edition, known in KNOWN_SHA256[name].items():
         if known == digest:
@@ -76,6 +77,21 @@ def _edition_of(name: str, digest: str) -> str | None:
     return None
 
 
+def _copy_or_download(src: str, is_url: bool, name: str, tmp: Path):
+    """Copy (from a folder) or download (from a URL) the file `name` of `src` into `tmp`."""
+    if is_url:
+        try:
+            with urllib.request.urlopen(f"{src.rstrip('/')}/{name}", timeout=60) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f)
+        except OSError as e:
+            raise DataError(f"{src.rstrip('/')}/{name}: download failed ({e}); offline, pass a local "
+                            f"folder: mtbert data fetch --source DIR") from None
+    else:
+        if not (Path(src) / name).is_file():
+            raise DataError(f"{Path(src) / name}: missing data file")
+        shutil.copyfile(Path(src) / name, tmp)
+
+# %% ../notebooks/00_data.ipynb #c011
 def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool = True) -> dict:
     """Copy or download the 12 CS224N task files from `source` (a URL or a folder) into `dest`; verify sha256.
 
@@ -95,17 +111,7 @@ def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool
         else:
             tmp = dest / (name + ".part")
             try:
-                if is_url:
-                    try:
-                        with urllib.request.urlopen(f"{src.rstrip('/')}/{name}", timeout=60) as r, open(tmp, "wb") as f:
-                            shutil.copyfileobj(r, f)
-                    except OSError as e:
-                        raise DataError(f"{src.rstrip('/')}/{name}: download failed ({e}); offline, pass a local "
-                                        f"folder: mtbert data fetch --source DIR") from None
-                else:
-                    if not (Path(src) / name).is_file():
-                        raise DataError(f"{Path(src) / name}: missing data file")
-                    shutil.copyfile(Path(src) / name, tmp)
+                _copy_or_download(src, is_url, name, tmp)
                 digest = sha256_file(tmp)
                 if not _edition_of(name, digest) and not (is_url and name.startswith("quora")):
                     raise DataError(f"{Path(src) / name if not is_url else src + '/' + name}: sha256 mismatch "
@@ -123,7 +129,7 @@ def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool
     (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
-
+# %% ../notebooks/00_data.ipynb #c013
 def data_edition_from(editions: dict) -> str:
     q = {e for n, e in editions.items() if n.startswith("quora")}
     return "cs224n-starter+" + ("quora-offline" if q == {"quora-offline"} else "quora-starter")
@@ -136,7 +142,7 @@ def data_edition(path=None) -> str:
         return "unknown (no MANIFEST.json: run mtbert data fetch)"
     return json.loads(m.read_text())["edition"]
 
-# %% ../notebooks/00_data.ipynb #c010
+# %% ../notebooks/00_data.ipynb #c015
 @dataclass(frozen=True)
 class SentenceExample:
     id: str
@@ -151,7 +157,7 @@ class PairExample:
     text2: str
     label: float | None  # Quora: 0/1, STS: 0.0..5.0, None on test-student
 
-# %% ../notebooks/00_data.ipynb #c012
+# %% ../notebooks/00_data.ipynb #c017
 _LABELS = {"sst": ("sentiment", int, (0, 4)), "cfimdb": ("sentiment", int, (0, 1)),
            "quora": ("is_duplicate", float, (0, 1)), "sts": ("similarity", float, (0, 5))}
 _TEXTS = {"sst": ("sentence",), "cfimdb": ("sentence",), "quora": ("sentence1", "sentence2"),
@@ -177,6 +183,18 @@ def _read_rows(path: Path):
     return rows[0], rows[1:]
 
 
+def _parse_label(raw: str, task: str, where: str):
+    """The label of one row as the task's type (int or float), checked against the task's range."""
+    _, cast, (lo, hi) = _LABELS[task]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DataError(f"{where}: label {raw!r} is not a number") from None
+    if not lo <= value <= hi or (cast is int and value != int(value)):
+        raise DataError(f"{where}: label {raw!r} out of range {lo}..{hi}")
+    return cast(value)
+
+# %% ../notebooks/00_data.ipynb #c019
 def load_task(task: str, split: str, path=None, report=print):
     """Load one split of one task as a list of SentenceExample / PairExample records."""
     if task not in TASK_FILES:
@@ -185,7 +203,7 @@ def load_task(task: str, split: str, path=None, report=print):
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
     file = data_dir(path) / TASK_FILES[task].format(split=split)
     header, rows = _read_rows(file)
-    label_col, cast, (lo, hi) = _LABELS[task]
+    label_col = _LABELS[task][0]
     want = ("id", *_TEXTS[task]) + ((label_col,) if split != "test-student" else ())
     col = {}
     for name in want:
@@ -204,17 +222,8 @@ def load_task(task: str, split: str, path=None, report=print):
             if raw == "" and rid in KNOWN_BAD_ROWS:
                 skipped.append(rid)
                 continue
-            try:
-                value = float(raw)
-            except ValueError:
-                raise DataError(f"{file}, row {i} (id {rid}): label {raw!r} is not a number") from None
-            if not lo <= value <= hi or (cast is int and value != int(value)):
-                raise DataError(f"{file}, row {i} (id {rid}): label {raw!r} out of range {lo}..{hi}")
-            label = cast(value)
-        if len(texts) == 1:
-            out.append(SentenceExample(rid, texts[0], label))
-        else:
-            out.append(PairExample(rid, texts[0], texts[1], label))
+            label = _parse_label(raw, task, f"{file}, row {i} (id {rid})")
+        out.append(SentenceExample(rid, texts[0], label) if len(texts) == 1 else PairExample(rid, *texts, label))
     if skipped and report:
         report(f"{file.name}: skipped {len(skipped)} malformed row(s) with an empty label: {', '.join(skipped)}")
     return out

