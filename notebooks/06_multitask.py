@@ -104,10 +104,10 @@ def check_options(pooling: str, pair_encoding: str, sts_head: str) -> dict:
     return pair_enc
 
 # %% [markdown]
-# What do the three sentence vectors look like before any fine-tuning? Below, 300 random SST dev sentences go through the
-# pretrained MiniLM encoder once; each pooling turns its output into 300 vectors of 384 numbers, and PCA (scikit-learn)
-# projects them onto the two directions along which they vary most. Each point is a sentence, coloured by its SST
-# label (red = very negative, green = very positive).
+# What do the three sentence vectors look like before any fine-tuning? Below, 300 random SST dev sentences go
+# through the pretrained MiniLM encoder once; each pooling turns its output into 300 vectors of 384 numbers, and PCA
+# (scikit-learn) projects them onto the two directions along which they vary most. Each point is a sentence,
+# coloured by its SST label (red = very negative, green = very positive).
 
 # %%
 import matplotlib.pyplot as plt
@@ -138,7 +138,14 @@ bar.ax.set_yticklabels(["very negative", "negative", "neutral", "positive", "ver
 plt.show()
 
 # %% [markdown]
-# PCA_PROSE
+# What the picture shows, and what it does not. In the `pooler` and `cls` panels the colours are mixed everywhere:
+# the two main directions of those vectors say nothing visible about sentiment. In the `mean` panel there is a faint
+# trend: many of the very positive sentences sit high on PC 2 and the negative ones gather lower down, but every
+# region still holds every colour. The two directions explain under a tenth of the variance (the titles), so what
+# varies most between these sentences is mostly something else (topic, wording, length), and a linear head that reads
+# all 384 numbers may find more than a 2-D picture shows. Sentiment is *not* laid out for free by any pooling; that is
+# what the SST head and fine-tuning are for. Similarity is another matter: section 4 measures how well each pooling's
+# vectors already rank STS pairs, and mean pooling, the one MiniLM was trained with, comes out clearly ahead.
 
 # %% [markdown]
 # ## 2. Heads, losses and predictions
