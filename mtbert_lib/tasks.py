@@ -72,7 +72,7 @@ def encode_split(task: str, split: str, tokenizer, max_length: int = 128, limit:
     return EncodedSplit(task, ids, labels, None, tokenizer.encode(a, b, max_length=max_length),
                         tokenizer.encode(a, max_length=max_length), tokenizer.encode(b, max_length=max_length))
 
-
+# %% ../notebooks/05_sentiment.ipynb #c009
 def collate(split: EncodedSplit, idx, tokenizer) -> dict:
     """The padded tensors of examples `idx`: {'single'|'joint','first','second': {input_ids, ...}, 'labels'}."""
     out = {}
@@ -103,7 +103,7 @@ def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = Non
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
-# %% ../notebooks/05_sentiment.ipynb #c011
+# %% ../notebooks/05_sentiment.ipynb #c013
 def task_metric(task: str, predictions, labels) -> float:
     p, y = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
     if TASKS[task].metric == "pearson":
@@ -132,7 +132,7 @@ def write_predictions(task: str, split: str, ids, predictions, out_dir="predicti
             f.write(f"{i} , {p} \n")
     return out
 
-# %% ../notebooks/05_sentiment.ipynb #c014
+# %% ../notebooks/05_sentiment.ipynb #c016
 class SentimentClassifier(nn.Module):
     def __init__(self, encoder, num_classes: int, mode: str = "finetune", dropout: float = 0.3):
         super().__init__()

@@ -83,11 +83,6 @@ TASKS = {
 # Tokenizing 8,544 SST sentences takes a fraction of a second with the `tokenizers` library, so we do it once per
 # split and keep the id lists. A pair task keeps three encodings: the joint one (`[CLS] a [SEP] b [SEP]`) and
 # each sentence alone, so that the model can choose how to read pairs (notebook 06).
-#
-# Padding every batch to the longest sentence *of the data set* would waste most of the compute: SST sentences
-# are 25 tokens on average but up to 80. We pad each batch only to its own longest sentence, and optionally
-# **bucket by length**: shuffle, cut the shuffled order into chunks of many batches, sort each chunk by length, cut
-# it into batches, and shuffle the batches. Batches stay random, but each one holds sentences of similar length.
 
 # %%
 #| export
@@ -126,7 +121,15 @@ def encode_split(task: str, split: str, tokenizer, max_length: int = 128, limit:
     return EncodedSplit(task, ids, labels, None, tokenizer.encode(a, b, max_length=max_length),
                         tokenizer.encode(a, max_length=max_length), tokenizer.encode(b, max_length=max_length))
 
+# %% [markdown]
+# Padding every batch to the longest sentence *of the data set* would waste most of the compute: SST sentences
+# are 25 tokens on average but up to 80. `collate` pads each batch only to its own longest sentence, and
+# `make_batches` can **bucket by length**: shuffle, cut the shuffled order into chunks of many batches, sort each
+# chunk by length, cut it into batches, and shuffle the batches. Batches stay random, but each one holds sentences
+# of similar length.
 
+# %%
+#| export
 def collate(split: EncodedSplit, idx, tokenizer) -> dict:
     """The padded tensors of examples `idx`: {'single'|'joint','first','second': {input_ids, ...}, 'labels'}."""
     out = {}
@@ -245,6 +248,23 @@ class SentimentClassifier(nn.Module):
 # A short run on SST (quick mode: 2 epochs on 512 training sentences and 300 dev sentences; the full protocol is
 # 10 epochs on everything). The numbers in this notebook are from MiniLM, whose pooler was never trained — see
 # notebook 06 for poolings that suit it; `results/` has full runs.
+#
+# A trap first: the SST files are sorted by sentiment, positive sentences first. `encode_split(..., limit=300)`
+# keeps the *first* 300 sentences, which are nearly all positive, and a model that always answers "positive" would
+# look good on them. For a small run we therefore draw the sentences at random.
+
+# %%
+import dataclasses
+
+def sample(split, n, seed=0):
+    """n examples of a one-sentence split drawn at random (kept in file order)."""
+    idx = np.sort(np.random.default_rng(seed).permutation(len(split))[:n])
+    return dataclasses.replace(split, ids=[split.ids[i] for i in idx], labels=split.labels[idx],
+                               single=[split.single[i] for i in idx])
+
+sst_dev = encode_split("sst", "dev", tok)
+print("SST dev labels 0..4, first 300: ", np.bincount(sst_dev.labels[:300], minlength=5))
+print("SST dev labels 0..4, random 300:", np.bincount(sample(sst_dev, 300).labels, minlength=5))
 
 # %%
 from mtbert_lib.model import BertModel
@@ -254,7 +274,8 @@ QUICK = os.environ.get("MTBERT_QUICK") == "1"
 torch.manual_seed(0)
 
 def fit_sentiment(task, mode, epochs, limit=None, dev_limit=None, batch_size=8):
-    train, dev = encode_split(task, "train", tok, limit=limit), encode_split(task, "dev", tok, limit=dev_limit)
+    train, dev = encode_split(task, "train", tok), encode_split(task, "dev", tok)
+    train, dev = sample(train, limit) if limit else train, sample(dev, dev_limit) if dev_limit else dev
     model = SentimentClassifier(BertModel.from_pretrained("minilm"), TASKS[task].num_classes, mode)
     opt = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3 if mode == "pretrain" else 1e-5, foreach=True)
     rng = np.random.default_rng(0)
@@ -268,5 +289,82 @@ def fit_sentiment(task, mode, epochs, limit=None, dev_limit=None, batch_size=8):
         with torch.no_grad():
             preds = torch.cat([model(**collate(dev, b, tok)["single"]).argmax(-1) for b in make_batches(dev.lengths(), 64)])
         print(f"{task} {mode} epoch {epoch}: last train loss {loss.item():.3f}, dev accuracy {task_metric(task, preds, dev.labels):.3f}")
+    return model, dev
 
-fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=512 if QUICK else None, dev_limit=300 if QUICK else None)
+model, dev = fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=512 if QUICK else None,
+                           dev_limit=300 if QUICK else None)
+
+# %% [markdown]
+# ## 5. Where the classifier goes wrong
+#
+# One accuracy number hides *which* mistakes the model makes. A **confusion matrix** counts, for every true class
+# (row), how often each class was predicted (column); the diagonal holds the correct answers. scikit-learn's
+# `confusion_matrix` does the counting. The model is the one just trained: in quick mode (this stored run) MiniLM
+# fine-tuned for 2 epochs on 512 random training sentences and scored on 300 random dev sentences, so expect a weak
+# model; the full 10-epoch runs on all of SST are in notebook 09 and the README's §4.1 table.
+#
+# The colour of a cell is its share of the row (how the sentences of one true class were spread over the
+# predictions); the number is the count.
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+from sklearn.metrics import confusion_matrix
+
+SST_CLASSES = ["very negative", "negative", "neutral", "positive", "very positive"]  # labels 0..4
+model.eval()
+with torch.no_grad():  # make_batches without rng keeps the dev order, so row i is dev example i
+    logits = torch.cat([model(**collate(dev, b, tok)["single"]) for b in make_batches(dev.lengths(), 64)])
+pred = logits.argmax(-1)
+cm = confusion_matrix(dev.labels, pred, labels=range(5))  # (true, predicted) counts
+
+fig, ax = plt.subplots(figsize=(6, 4.8))
+shares = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+for i, j in np.ndindex(cm.shape):
+    ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+ax.set(xticks=range(5), yticks=range(5), xlabel="predicted", ylabel="true",
+       title=f"SST-5 dev ({len(dev)} sentences), accuracy {task_metric('sst', pred, dev.labels):.3f}")
+ax.set_xticklabels(SST_CLASSES, rotation=30, ha="right")
+ax.set_yticklabels(SST_CLASSES)
+fig.colorbar(im, ax=ax, label="share of the true class")
+plt.show()
+
+# %% [markdown]
+# The diagonal divided by the total is exactly the accuracy that `task_metric` reports. The largest row sum gives the
+# score of the laziest classifier, one that always answers the most frequent class: a model has to beat it.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("diagonal share == task_metric accuracy:", bool(np.isclose(cm.trace() / cm.sum(), task_metric("sst", pred, dev.labels))))
+print(f"always the most frequent dev class ({SST_CLASSES[cm.sum(1).argmax()]}): accuracy {cm.sum(1).max() / cm.sum():.3f}")
+
+# %% [markdown]
+# Which sentences does the model get most wrong? The per-sentence cross-entropy loss is large when the model puts
+# little probability on the true class; the table lists the dev sentences with the highest loss.
+
+# %%
+text = {r.id: r.text for r in load_task("sst", "dev")}
+probs = logits.softmax(-1)
+worst = pd.DataFrame({
+    "sentence": [text[i] if len(text[i]) <= 110 else text[i][:107] + "..." for i in dev.ids],
+    "true": [SST_CLASSES[y] for y in dev.labels],
+    "predicted": [SST_CLASSES[p] for p in pred],
+    "p(true)": probs[torch.arange(len(dev)), dev.labels].numpy(),
+    "loss": nn.functional.cross_entropy(logits, dev.labels, reduction="none").numpy(),
+}).nlargest(8, "loss")
+worst.round(3)
+
+# %% [markdown]
+# What the stored quick run shows: the model has barely started to learn. It answers only "negative" or "positive",
+# never the three other classes, leans towards "negative" for every true class, and its accuracy does not beat
+# always answering the most frequent class. Its worst sentences are all *very negative* ones, and the per-sentence
+# losses are modest: the model is not confidently wrong but unsure everywhere, with little probability left for the
+# extreme classes it never predicts. Even plain wording ("Too much of it feels unfocused and underdeveloped") is not
+# yet enough; "a Monty Python sketch gone horribly wrong" is even called positive, as if the comedy name outweighed
+# "horribly wrong".
+#
+# Run the notebook with `MTBERT_QUICK` unset (10 epochs on all of SST) and the same cells show the full model's matrix
+# and worst sentences; its dev accuracy is in notebook 09 and the README. Things to look for then: are the mistakes
+# mostly one class away (negative vs very negative, neutral vs positive)? Do negated sentences ("not bad", "never
+# boring") land on the wrong side?

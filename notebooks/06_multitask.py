@@ -63,7 +63,9 @@ STS_HEADS = ("regression", "classification", "cosine")
 # %% [markdown]
 # ## 1. Sentence vectors
 #
-# Dropout 0.3 on the pooled output, as in the paper.
+# Every head reads a sentence vector of size H (384 for MiniLM) made from the encoder's output by one of three
+# poolings; the model puts dropout 0.3 on it, as in the paper. `pair_encodings` and `check_options` turn the
+# model's options into a per-task choice, with a one-line error for a value that does not exist.
 
 # %%
 #| export
@@ -90,12 +92,117 @@ def pair_encodings(spec: str) -> dict:
                          "or one per task, e.g. 'quora:joint,sts:separate'")
     return out
 
+
+def check_options(pooling: str, pair_encoding: str, sts_head: str) -> dict:
+    """Validate MultitaskBERT's options; returns the pair encoding of each pair task."""
+    for name, value, allowed in [("pooling", pooling, POOLINGS), ("sts_head", sts_head, STS_HEADS)]:
+        if value not in allowed:
+            raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
+    pair_enc = pair_encodings(pair_encoding)  # {'quora': 'separate'|'joint', 'sts': ...}
+    if sts_head == "cosine" and pair_enc["sts"] != "separate":
+        raise ValueError("sts_head 'cosine' needs the STS pairs encoded 'separate'")
+    return pair_enc
+
 # %% [markdown]
-# ## 2. The model
+# What do the three sentence vectors look like before any fine-tuning? Below, 300 random SST dev sentences go
+# through the pretrained MiniLM encoder once; each pooling turns its output into 300 vectors of 384 numbers, and PCA
+# (scikit-learn) projects them onto the two directions along which they vary most. Each point is a sentence,
+# coloured by its SST label (red = very negative, green = very positive).
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.decomposition import PCA
+from mtbert_lib.tokenizer import load_tokenizer
+from mtbert_lib.tasks import encode_split, collate, make_batches, task_metric
+
+tok, encoder = load_tokenizer("minilm"), BertModel.from_pretrained("minilm").eval()
+sst_dev = encode_split("sst", "dev", tok)
+pick = np.random.default_rng(0).permutation(len(sst_dev))[:300]  # at random: the file is sorted by sentiment
+vectors = {how: [] for how in POOLINGS}
+with torch.no_grad():  # one encoder call per batch of 50; the three poolings read the same output
+    for start in range(0, len(pick), 50):
+        enc = collate(sst_dev, pick[start:start + 50].tolist(), tok)["single"]
+        out = encoder(**enc)
+        for how in POOLINGS:
+            vectors[how].append(pool(out, enc["attention_mask"], how))
+
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+for ax, how in zip(axes, POOLINGS):
+    pca = PCA(n_components=2, random_state=0)
+    xy = pca.fit_transform(torch.cat(vectors[how]).numpy())  # (300, 2)
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=sst_dev.labels[pick], cmap="RdYlGn", vmin=0, vmax=4, s=14)
+    ax.set(title=f"{how} pooling (PCs explain {pca.explained_variance_ratio_.sum():.0%})", xlabel="PC 1", ylabel="PC 2")
+bar = fig.colorbar(points, ax=axes, ticks=range(5))
+bar.ax.set_yticklabels(["very negative", "negative", "neutral", "positive", "very positive"])
+plt.show()
+
+# %% [markdown]
+# What the picture shows, and what it does not. In the `pooler` and `cls` panels the colours are mixed everywhere:
+# the two main directions of those vectors say nothing visible about sentiment. In the `mean` panel there is a faint
+# trend: many of the very positive sentences sit high on PC 2 and the negative ones gather lower down, but every
+# region still holds every colour. The two directions explain under a tenth of the variance (the titles), so what
+# varies most between these sentences is mostly something else (topic, wording, length), and a linear head that reads
+# all 384 numbers may find more than a 2-D picture shows. Sentiment is *not* laid out for free by any pooling; that is
+# what the SST head and fine-tuning are for. Similarity is another matter: section 4 measures how well each pooling's
+# vectors already rank STS pairs, and mean pooling, the one MiniLM was trained with, comes out clearly ahead.
+
+# %% [markdown]
+# ## 2. Heads, losses and predictions
 #
-# `forward(task, batch)` returns the task's raw outputs: logits for classification, a score for regression.
-# `loss(task, outputs, labels)` is the supervised loss, and `predict(task, outputs)` turns outputs into the values
-# the metrics and prediction files want (a class, 0/1, or a similarity in [0, 5]).
+# Each task gets one linear layer on top of the sentence vectors. A sentence task reads one vector (H numbers). A
+# pair task encoded `separate` reads `[u, v, |u−v|, u·v]` (4H numbers), one encoded `joint` reads the single vector
+# of `[CLS] a [SEP] b [SEP]` (H numbers). STS read as 6 classes needs 6 outputs, as a score one.
+
+# %%
+#| export
+def task_heads(hidden: int, pair_enc: dict, sts_head: str) -> nn.ModuleDict:
+    pair_in = {t: 4 * hidden if e == "separate" else hidden for t, e in pair_enc.items()}
+    return nn.ModuleDict({
+        "sst": nn.Linear(hidden, 5),
+        "cfimdb": nn.Linear(hidden, 2),
+        "quora": nn.Linear(pair_in["quora"], 1),
+        "sts": nn.Linear(pair_in["sts"], 6 if sts_head == "classification" else 1),
+    })
+
+# %% [markdown]
+# The losses follow the kind of output: cross-entropy over the classes for sentiment, binary cross-entropy on
+# Quora's one logit, and for STS either the mean squared error of the score or cross-entropy over 6 similarity
+# classes. `task_prediction` turns raw outputs into what the metrics and prediction files want: a class, 0/1, or a
+# similarity.
+
+# %%
+#| export
+def task_loss(task: str, outputs, labels, sts_head: str = "regression"):
+    if task in ("sst", "cfimdb"):
+        return F.cross_entropy(outputs, labels)
+    if task == "quora":
+        return F.binary_cross_entropy_with_logits(outputs, labels.float())
+    if sts_head == "classification":
+        return F.cross_entropy(outputs, (labels + 0.5).floor().long())  # 6 classes 0..5, halves round up (2.5 -> 3)
+    return F.mse_loss(outputs, labels.float())
+
+
+@torch.no_grad()
+def task_prediction(task: str, outputs, sts_head: str = "regression"):
+    if task in ("sst", "cfimdb"):
+        return outputs.argmax(-1)
+    if task == "quora":
+        return (outputs > 0).long()
+    if sts_head == "classification":  # expected similarity under the predicted class distribution
+        return (outputs.softmax(-1) * torch.arange(6, dtype=outputs.dtype, device=outputs.device)).sum(-1)
+    return outputs  # raw scores: clamping to [0, 5] would flatten an untrained head's ranking (Pearson r)
+
+# %% [markdown]
+# ## 3. The model
+#
+# `MultitaskBERT` ties the pieces together. `forward(task, batch)` returns the task's raw outputs: logits for
+# classification, a score for regression. `loss(task, outputs, labels)` is the supervised loss, and
+# `predict(task, outputs)` turns outputs into the values the metrics and prediction files want.
+#
+# A pair encoded `separate` needs two sentence vectors. `embed_pair` stacks both sentences of the batch into one
+# encoder call of 2B rows, padded to the longer of the two: fewer, larger matrix multiplies than two calls of B rows
+# (faster on any hardware), and the padding changes nothing for the real tokens (the attention mask hides it).
 
 # %%
 #| export
@@ -103,31 +210,17 @@ class MultitaskBERT(nn.Module):
     def __init__(self, encoder: BertModel, pooling: str = "pooler", pair_encoding: str = "separate",
                  sts_head: str = "regression", dropout: float = 0.3, freeze_encoder: bool = False):
         super().__init__()
-        for name, value, allowed in [("pooling", pooling, POOLINGS), ("sts_head", sts_head, STS_HEADS)]:
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
-        self.pair_enc = pair_encodings(pair_encoding)  # {'quora': 'separate'|'joint', 'sts': ...}
-        if sts_head == "cosine" and self.pair_enc["sts"] != "separate":
-            raise ValueError("sts_head 'cosine' needs the STS pairs encoded 'separate'")
+        self.pair_enc = check_options(pooling, pair_encoding, sts_head)  # {'quora': 'separate'|'joint', 'sts': ...}
         self.encoder, self.pooling, self.pair_encoding, self.sts_head = encoder, pooling, pair_encoding, sts_head
-        for p in encoder.parameters():
-            p.requires_grad = not freeze_encoder
-        H = encoder.config.hidden_size
-        pair_in = {t: 4 * H if e == "separate" else H for t, e in self.pair_enc.items()}
+        encoder.requires_grad_(not freeze_encoder)  # freeze_encoder: only the heads learn
         self.dropout = nn.Dropout(dropout)
-        self.heads = nn.ModuleDict({
-            "sst": nn.Linear(H, 5),
-            "cfimdb": nn.Linear(H, 2),
-            "quora": nn.Linear(pair_in["quora"], 1),
-            "sts": nn.Linear(pair_in["sts"], 6 if sts_head == "classification" else 1),
-        })
+        self.heads = task_heads(encoder.config.hidden_size, self.pair_enc, sts_head)
 
     def embed(self, enc: dict):  # padded batch -> (B, H) sentence vectors
         return pool(self.encoder(**enc), enc["attention_mask"], self.pooling)
 
     def embed_pair(self, a: dict, b: dict):
-        """Both sentences of every pair in ONE encoder call of 2B rows (fewer, larger matrix multiplies than two
-        calls of B rows); padding to the longer batch changes nothing for real tokens."""
+        """Both sentences of every pair in ONE encoder call of 2B rows (see the text above)."""
         T, B = max(a["input_ids"].size(1), b["input_ids"].size(1)), a["input_ids"].size(0)
         both = {k: torch.cat([F.pad(a[k], (0, T - a[k].size(1))), F.pad(b[k], (0, T - b[k].size(1)))]) for k in a}
         h = self.embed(both)  # (2B, H)
@@ -147,39 +240,20 @@ class MultitaskBERT(nn.Module):
         return out if (task == "sts" and self.sts_head == "classification") else out.squeeze(-1)  # (B, 6) or (B,)
 
     def loss(self, task: str, outputs, labels):
-        if task in ("sst", "cfimdb"):
-            return F.cross_entropy(outputs, labels)
-        if task == "quora":
-            return F.binary_cross_entropy_with_logits(outputs, labels.float())
-        if self.sts_head == "classification":
-            return F.cross_entropy(outputs, (labels + 0.5).floor().long())  # 6 classes 0..5, halves round up (2.5 -> 3)
-        return F.mse_loss(outputs, labels.float())
+        return task_loss(task, outputs, labels, self.sts_head)
 
-    @torch.no_grad()
     def predict(self, task: str, outputs):
-        if task in ("sst", "cfimdb"):
-            return outputs.argmax(-1)
-        if task == "quora":
-            return (outputs > 0).long()
-        if self.sts_head == "classification":  # expected similarity under the predicted class distribution
-            return (outputs.softmax(-1) * torch.arange(6, dtype=outputs.dtype, device=outputs.device)).sum(-1)
-        return outputs  # raw scores: clamping to [0, 5] would flatten an untrained head's ranking (Pearson r)
+        return task_prediction(task, outputs, self.sts_head)
 
 # %% [markdown]
-# ## 3. A look at each option on real batches
+# ## 4. A look at each option on real batches
 #
 # Shapes first, then the zero-shot question that matters for MiniLM: before any fine-tuning, how well does each
 # pooling's sentence vector already separate paraphrases? (cosine similarity of the two questions vs the label.)
 
 # %%
 import os
-import numpy as np
-from mtbert_lib.tokenizer import load_tokenizer
-from mtbert_lib.tasks import encode_split, collate, make_batches, task_metric
-
 QUICK = os.environ.get("MTBERT_QUICK") == "1"
-tok = load_tokenizer("minilm")
-encoder = BertModel.from_pretrained("minilm")
 splits = {t: encode_split(t, "dev", tok, limit=64) for t in ["sst", "quora", "sts"]}
 for enc in PAIR_ENCODINGS:
     m = MultitaskBERT(encoder, pooling="mean", pair_encoding=enc).eval()
