@@ -139,6 +139,7 @@ top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.3])
 ax = top.subplots()
 grid = np.array([[list(COLORS).index(t) for t in e[:60]] for e in epochs.values()])
 ax.imshow(grid, aspect="auto", cmap=ListedColormap(list(COLORS.values())), vmin=-0.5, vmax=2.5)
+ax.hlines([0.5, 1.5], -0.5, 59.5, color="white", lw=4)  # gaps between the rows
 ax.set_yticks(range(3), list(epochs)); ax.set_xlabel("batch"); ax.set_title("the first 60 batches of an epoch")
 axes = bottom.subplots(1, 3, sharey=True)
 longest = max(map(len, epochs.values()))
@@ -842,20 +843,21 @@ def smooth(y, a=0.7):  # exponential moving average: each point 70 % the average
     return np.array(out)
 
 
-fig, ax = plt.subplots(figsize=(9, 3.4))
-for t, (x, y) in curves.items():
-    ax.plot(x, y, ".", color=COLORS[t], alpha=0.35)
-    ax.plot(x, smooth(y), color=COLORS[t], label=f"{t} (smoothed)")
-for e in result["epochs"][:-1]:
-    ax.axvline(e["step"] + 0.5, color="gray", ls=":")
-ax.set_xlabel("training batch (= optimizer step)"); ax.set_ylabel("training loss"); ax.legend()
-ax.set_title(f"{cfg.name}, quick mode: every batch's loss (dots) and its moving average")
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), sharex=True)
+for ax, (t, (x, y)) in zip(axes, curves.items()):
+    ax.plot(x, y, ".", color=COLORS[t], alpha=0.4, label="one batch")
+    ax.plot(x, smooth(y), color=COLORS[t], label="moving average")
+    for e in result["epochs"][:-1]:
+        ax.axvline(e["step"] + 0.5, color="gray", ls=":")  # the end of an epoch
+    ax.set_title(f"{t} ({'MSE' if t == 'sts' else 'cross-entropy'})"); ax.set_xlabel("training batch (= step)")
+axes[0].set_ylabel("training loss"); axes[0].legend()
 plt.show()
 
 # %% [markdown]
-# Three curves on three scales: SST's cross-entropy over 5 classes starts near ln 5 ≈ 1.6, Quora's binary
-# cross-entropy near ln 2 ≈ 0.69, and STS's mean squared error on the 0–5 scale far higher until its head has learnt
-# where the scores lie. So a *summed* loss (`update="sum"`) is dominated by whichever task has the largest numbers,
-# one reason the paper's per-task updates help. The dots scatter widely around the averages: a batch of 8 is a noisy
-# sample, which is why curves of real runs are always smoothed. (Quick mode: 96 examples a task, so this shows the
-# shape of the machinery, not of a real run; `results/*.json` of the full runs hold the same keys.)
+# Three losses on three scales (each panel has its own): SST's cross-entropy over 5 classes starts near
+# ln 5 ≈ 1.6 (a uniform guess), Quora's binary cross-entropy near ln 2 ≈ 0.69, and STS's mean squared error on the
+# 0–5 scale is several times larger than both until its head has learnt where the scores lie. In a *summed* loss
+# (`update="sum"`) the task with the largest numbers dominates the gradient. The dots scatter widely around the
+# averages: a batch of 8 is a noisy sample, which is why curves of real runs are always smoothed. (Quick mode: 96
+# examples a task and two epochs, so this shows the machinery, not a real run; the `results/*.json` of full runs
+# hold the same keys, and `step_loss_curves` reads them.)

@@ -242,10 +242,10 @@ with tempfile.TemporaryDirectory() as d:
 #
 # Which of the two is better, and when? `eval_student_too=True` scores the student on dev as well after each epoch
 # (`dev_student` in the history, next to the teacher's `dev`); `eval_before=True` adds the scores before the first
-# step, where the teacher is still an exact copy of the student. A KL teacher, four quick epochs:
+# step, where the teacher is still an exact copy of the student. A KL teacher, three quick epochs:
 
 # %%
-cfg = replace(base, consistency="kl", name="fig5-kl-curves", epochs=4, eval_before=True, eval_student_too=True)
+cfg = replace(base, consistency="kl", name="fig5-kl-curves", epochs=3, eval_before=True, eval_student_too=True)
 with tempfile.TemporaryDirectory() as d:
     r = train(cfg, run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
 epochs = [0] + [e["epoch"] for e in r["epochs"]]
