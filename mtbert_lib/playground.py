@@ -8,7 +8,7 @@ __all__ = ['SST_CLASSES', 'Playground', 'zero_shot', 'from_checkpoint', 'find_ch
 """The playground's model side: the zero-shot encoder or a trained checkpoint, predictions for the three tasks,
 attention maps, and the pictures notebook 10 (and its web page) shows."""
 import io
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from .model import BertModel, BertTokenizer, load_tokenizer
 from .multitask import MultitaskBERT
-from .training import TrainConfig, build_model
+from .training import load_best_checkpoint
 
 SST_CLASSES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")  # SST-5 labels 0..4
 
@@ -41,7 +41,7 @@ class Playground:
         """Whether the task's answer comes from a head that was never trained (the cosine STS head has no weights)."""
         return task not in self.trained and not (task == "sts" and self.model.sts_head == "cosine")
 
-
+# %% ../notebooks/10_playground.ipynb #c009
 def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
     """The pretrained encoder with freshly initialised (untrained, seeded) heads; STS = 5·cos of mean-pooled vectors."""
     torch.manual_seed(seed)
@@ -51,24 +51,15 @@ def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
 
 def from_checkpoint(path) -> Playground:
     """A training run's best model: runs/<run>/best.pt holds {'config', 'encoder_config', 'model', ...}."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
-        raise ValueError(f"{path}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
-    m = build_model(cfg, ck["encoder_config"])
-    m.load_state_dict(ck["model"])
-    return Playground(m.eval(), load_tokenizer(cfg.model), str(path), tuple(cfg.tasks), cfg.max_length)
+    model, tok, cfg = load_best_checkpoint(path)
+    return Playground(model.eval(), tok, str(path), tuple(cfg.tasks), cfg.max_length)
 
 
 def find_checkpoints(root="runs") -> list:
     """Every best.pt under `root` (sorted); [] when there is no such folder."""
     return sorted(Path(root).glob("**/best.pt"))
 
-# %% ../notebooks/10_playground.ipynb #c009
+# %% ../notebooks/10_playground.ipynb #c011
 @torch.no_grad()
 def predict(pg: Playground, sentence: str, first: str, second: str) -> dict:
     """SST-5 probabilities of `sentence`; paraphrase probability and STS similarity of (`first`, `second`)."""
@@ -94,7 +85,7 @@ def attention(pg: Playground, text: str, pair: str | None = None):
         layer.attention.last_weights = None
     return pg.tokenizer.convert_ids_to_tokens(enc["input_ids"][0]), w
 
-# %% ../notebooks/10_playground.ipynb #c011
+# %% ../notebooks/10_playground.ipynb #c013
 def png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -114,7 +105,7 @@ def sst_chart(probs: dict, title: str = "SST-5 class probabilities") -> Figure:
     ax.set_title(title, fontsize=10)
     return fig
 
-
+# %% ../notebooks/10_playground.ipynb #c015
 def attention_chart(tokens, w, layer: int, head: int) -> Figure:
     """One head's (T, T) map: rows are the attending tokens (queries), columns the tokens attended to (keys)."""
     a = w[layer, head]

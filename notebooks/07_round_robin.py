@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 
 from mtbert_lib.data import data_edition
 from mtbert_lib.model import BertModel, BertConfig
-from mtbert_lib.multitask import MultitaskBERT
+from mtbert_lib.multitask import POOLINGS, STS_HEADS, MultitaskBERT, pair_encodings
 from mtbert_lib.optim import AdamW
 from mtbert_lib.tasks import (TASKS, encode_split, collate, make_batches, task_metric, paper_average, leaderboard_score,
                               write_predictions)
@@ -121,15 +121,60 @@ assert len(uneven) == max(math.ceil(8544 / 8), math.ceil(14149 / 32), math.ceil(
 print([t for t, _ in balanced[0]])
 
 # %% [markdown]
+# The same epochs as pictures: each batch is one coloured cell, in training order (with `update="per_task"` each
+# batch is one optimizer step; `rr-uneven` sums a round's losses into one step, but the order is the same). On
+# top the first 60 batches, below each whole epoch as the share of each task in windows of 45 batches.
+
+# %%
+import matplotlib.pyplot as plt
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+
+COLORS = {"sst": "tab:blue", "quora": "tab:orange", "sts": "tab:green"}
+order = lambda rounds: [t for r in rounds for t, _ in r]  # the task of every batch, in training order
+epochs = {"single (SST)": order(single_task({"sst": fake["sst"]}, 8, np.random.default_rng(0))),
+          "uneven 8/32/8": order(uneven), "balanced, 8": order(balanced)}
+fig = plt.figure(figsize=(12, 4.2), layout="constrained")
+top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.3])
+ax = top.subplots()
+grid = np.array([[list(COLORS).index(t) for t in e[:60]] for e in epochs.values()])
+ax.imshow(grid, aspect="auto", cmap=ListedColormap(list(COLORS.values())), vmin=-0.5, vmax=2.5)
+ax.hlines([0.5, 1.5], -0.5, 59.5, color="white", lw=4)  # gaps between the rows
+ax.set_yticks(range(3), list(epochs)); ax.set_xlabel("batch"); ax.set_title("the first 60 batches of an epoch")
+axes = bottom.subplots(1, 3, sharey=True)
+longest = max(map(len, epochs.values()))
+for ax, (name, e) in zip(axes, epochs.items()):
+    w = 45
+    share = {t: [e[i:i + w].count(t) / len(e[i:i + w]) for i in range(0, len(e), w)] for t in COLORS}
+    x = np.arange(0, len(e), w)
+    ax.stackplot(x, *share.values(), colors=list(COLORS.values()), step="post")
+    ax.set_xlim(0, longest); ax.set_title(f"{name}: {len(e):,} batches", fontsize=10); ax.set_xlabel("batch")
+axes[0].set_ylabel("share of the batches")
+fig.legend(handles=[Patch(color=c, label=t) for t, c in COLORS.items()], ncol=3, loc="outside upper right")
+plt.show()
+last = {t: max(i for i, r in enumerate(uneven) if t in dict(r)) + 1 for t in sizes}
+print("uneven: the last round with each task:", last, "of", len(uneven), "rounds")
+
+# %% [markdown]
+# The balanced schedule is a steady three-beat rhythm from the first batch to the last: every task gets the same
+# number of steps, and no task waits long for its turn. The uneven one starts with the same rhythm (Quora's batches
+# are four times larger), but Quora's batches run out at round 443 of 1,068 and STS's at round 755: the last
+# 313 rounds are SST alone, so the encoder ends every epoch tuned towards sentiment and away from what STS needs. That is one reading of the paper's 0.019 STS Pearson for row 5.
+
+# %% [markdown]
 # ## 2. The configuration
 #
 # Every experiment is one `TrainConfig`; the named experiments of `mtbert_lib.experiments` (Table 1's rows and the
-# figures' sweeps) are instances of it. Quick mode (`MTBERT_QUICK=1`, `--quick`) shrinks the data and the epochs.
+# figures' sweeps) are instances of it. Its fields come in two parts: the **method** — what the paper's tables and
+# figures vary (tasks, schedule, update, optimiser, architecture, Mean Teacher) — and the **run** — which encoder,
+# which seed, how much data, what to evaluate, on which hardware. Quick mode (`MTBERT_QUICK=1`, `--quick`) shrinks
+# the data and the epochs.
 
 # %%
 #| export
 @dataclass
-class TrainConfig:
+class MethodConfig:
+    """What the paper's tables and figures vary (TrainConfig adds how and where a run runs)."""
     name: str = "custom"
     tasks: tuple = ("sst", "quora", "sts")  # tasks trained on
     eval_tasks: tuple = ("sst", "quora", "sts")  # tasks evaluated on dev every epoch
@@ -154,6 +199,12 @@ class TrainConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(decay, 1 − 1/(t+1))
     eval_teacher: bool = True  # with Mean Teacher: evaluate (and keep) the teacher
+
+# %%
+#| export
+@dataclass
+class TrainConfig(MethodConfig):
+    """One experiment: the method, and the run's encoder, seed, data limits, evaluation and hardware."""
     max_length: int = 128
     bucket: int = 50  # length bucketing: sort within chunks of this many batches (0: off)
     model: str = "minilm"
@@ -168,6 +219,7 @@ class TrainConfig:
     device: str | None = None  # default: cuda if available, else cpu
     precision: str = "auto"  # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling) | auto: see resolve_precision
     compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
+    eval_student_too: bool = False  # with a Mean Teacher kept as the model: also score the student (dev_student)
 
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
@@ -177,48 +229,7 @@ class TrainConfig:
                        max_length=min(self.max_length, 128))
 
     def validate(self):
-        def bad(msg):
-            raise ValueError(f"config {self.name!r}: {msg}")
-        for t in (*self.tasks, *self.eval_tasks):
-            if t not in TASKS:
-                bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
-        if self.schedule not in SCHEDULES:
-            bad(f"unknown schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
-        if self.schedule == "single" and len(self.tasks) != 1:
-            bad(f"schedule 'single' trains one task, got {self.tasks}")
-        if self.update not in ("per_task", "sum"):
-            bad(f"unknown update {self.update!r}; expected 'per_task' or 'sum'")
-        if self.compile not in ("none", "default", "reduce-overhead", "max-autotune"):
-            bad(f"unknown compile mode {self.compile!r}; expected none, default, reduce-overhead or max-autotune")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            bad(f"unknown precision {self.precision!r}; expected auto, fp32, bf16 or fp16")
-        if self.optimizer_impl not in ("loop", "foreach", "fused"):
-            bad(f"unknown optimizer_impl {self.optimizer_impl!r}; expected loop, foreach or fused")
-        if self.consistency not in ("none", "mse", "kl"):
-            bad(f"unknown consistency {self.consistency!r}; expected none, mse or kl")
-        for k in ("lr", "weight_decay", "dropout", "consistency_weight"):
-            if not getattr(self, k) >= 0:
-                bad(f"{k} must be ≥ 0, got {getattr(self, k)}")
-        if self.head_lr is not None and not self.head_lr >= 0:
-            bad(f"head_lr must be ≥ 0 or None, got {self.head_lr}")
-        if not 0 <= self.warmup < 1 or self.lr_decay not in ("constant", "linear"):
-            bad(f"warmup must be in [0, 1) and lr_decay 'constant' or 'linear', got {self.warmup}, {self.lr_decay!r}")
-        sizes = [self.batch_size, self.eval_batch_size, *(self.batch_sizes or {}).values()]
-        if any(int(b) < 1 for b in sizes):
-            bad(f"batch size must be ≥ 1, got {sizes}")
-        if self.schedule == "uneven" and set(self.batch_sizes or {}) != set(self.tasks):
-            bad(f"schedule 'uneven' needs batch_sizes for each of {self.tasks}")
-        if not 0 <= self.ema_decay < 1 or self.epochs < 1 or self.max_length < 8:
-            bad("ema_decay must be in [0, 1), epochs ≥ 1, max_length ≥ 8")
-        from mtbert_lib.multitask import POOLINGS, STS_HEADS, pair_encodings
-        for k, allowed in [("pooling", POOLINGS), ("sts_head", STS_HEADS)]:
-            if getattr(self, k) not in allowed:
-                bad(f"unknown {k} {getattr(self, k)!r}; expected one of {allowed}")
-        try:
-            pair_encodings(self.pair_encoding)
-        except ValueError as e:
-            bad(str(e))
-        return self
+        return validate_config(self)  # section 7 (plumbing): one clear line per bad setting
 
     def sample_epoch(self, lengths: dict, epoch: int):
         rng = np.random.default_rng([self.seed, epoch])  # the sampler's whole state: (seed, epoch)
@@ -276,9 +287,6 @@ def to_device(batch, device):
 
 # %%
 #| export
-MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
-
-
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX among the CPU's flags (Linux: /proc/cpuinfo)."""
     try:
@@ -314,8 +322,18 @@ def native_bf16(device) -> bool:
 def use_bf16(precision: str, device) -> bool:
     return resolve_precision(precision, device) == "bf16"
 
+# %% [markdown]
+# Two speed switches change no result beyond rounding: `precision` (above) and `compile`, which hands the encoder to
+# `torch.compile` (on a GPU, `reduce-overhead` adds CUDA graphs, which pays for the paper's small batches). What the
+# loop calls for them: `autocast` around the forward pass and the loss, `grad_scaler` (a real one only under fp16),
+# `optimizer_step` (through the scaler, which may skip a step) and the two helpers of `torch.compile`. Nothing in
+# them is specific to BERT: plumbing.
 
+# %%
+#| export
+# Plumbing: precision and compile switches (autocast, fp16 loss scaling and skipped steps, torch.compile)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
 
 
 def autocast(device, precision="fp32"):
@@ -373,6 +391,7 @@ print(f"this machine ({here}): {resolve_precision('auto', here)}")
 
 # %%
 #| export
+# Plumbing: provenance (git revision, hardware, precision, versions)
 def provenance(cfg, device) -> dict:
     def git(*args):
         try:
@@ -398,16 +417,9 @@ def provenance(cfg, device) -> dict:
 # backward → step → (EMA) → then evaluate, log, checkpoint. The Mean Teacher hooks (`teacher.consistency`,
 # `teacher.update`) are filled in by notebook 08; with `consistency="none"` there is no teacher.
 #
-# Two speed switches change no result beyond rounding: `precision="auto"` runs the matrix multiplies in 16 bits
-# where the hardware has the units for it (section 4: bf16 on recent GPUs and CPUs, fp16 with loss scaling on a T4),
-# and `compile` hands the encoder to `torch.compile` (on a GPU, `reduce-overhead` adds CUDA graphs, which pays for the
-# paper's small batches). Under fp16 a step whose gradients overflow is skipped by the scaler, not reported as a
-# diverged run; in fp32 and bf16 a non-finite loss stops the run at once.
-#
-# A checkpoint holds everything the run needs to continue exactly: model, optimizer, EMA teacher, the fp16 loss
-# scaler, epoch and step, the RNG states and the history. The sampler needs no state of its own: an epoch's batches are a function of
-# `(seed, epoch)`. So a run killed anywhere and restarted with `resume=True` repeats the interrupted epoch from the
-# same state and ends with the same numbers (on CPU; the tests check this).
+# First the small pieces the loop calls: the optimizer's parameter groups (no weight decay on biases and LayerNorm
+# weights, an optional learning rate of its own for the task heads), the learning-rate schedule, and the model of
+# a config.
 
 # %%
 #| export
@@ -438,10 +450,11 @@ def lr_factor(step: int, total: int, warmup: float = 0.0, decay: str = "constant
     return 1.0
 
 
-def _atomic_save(obj, path: Path):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def set_lr(opt, cfg, step: int, total: int):
+    """Before each step: every group's lr = its base lr × lr_factor (a constant rate needs nothing)."""
+    if cfg.warmup > 0 or cfg.lr_decay != "constant":
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * lr_factor(step, total, cfg.warmup, cfg.lr_decay)
 
 
 def build_model(cfg, encoder_config: dict | None = None):
@@ -449,9 +462,142 @@ def build_model(cfg, encoder_config: dict | None = None):
     enc = BertModel(BertConfig(**encoder_config)) if encoder_config else BertModel.from_pretrained(cfg.model)
     return MultitaskBERT(enc, cfg.pooling, cfg.pair_encoding, cfg.sts_head, cfg.dropout, cfg.freeze_encoder)
 
+# %% [markdown]
+# And here is the loop. `start_run` (section 7, plumbing: read it later) builds everything it works with — the
+# tokenized data, the model, AdamW, the teacher, the precision — into one object `R`, and on `resume=True` loads the
+# last checkpoint into it. A *group* is the batches of one optimizer step: one batch with `update="per_task"`, the
+# whole round with `"sum"` (their gradients add up). `record` keeps every batch's loss and task for the history.
+#
+# Under fp16 a step whose gradients overflow is skipped by the scaler, not reported as a diverged run (`record.step`
+# stops the run only after a long streak of them); in fp32 and bf16 a non-finite loss stops the run at once.
 
+# %%
+#| export
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
+    R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.pt's state
+    model, opt, teacher, scaler, state = R.model, R.opt, R.teacher, R.scaler, R.state
+    if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
+        return write_result(cfg, state, R.device, results_dir, R.dir)
+    if cfg.eval_before and "dev_before" not in state:  # "epoch 0": what the encoder scores untrained
+        state["dev_before"] = R.evaluate(R.dev_sets)
+        log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
+    for epoch in range(state["epoch"], cfg.epochs):
+        t0 = time.time()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
+        rounds, record = cfg.sample_epoch(R.lengths, epoch), EpochRecord(cfg.tasks)
+        model.train()
+        for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
+            for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):  # the batches of one step
+                opt.zero_grad(set_to_none=True)
+                step_begin(cfg.compile)
+                for task, idx in group:
+                    batch = to_device(collate(R.train_sets[task], idx, R.tok), R.device)
+                    with autocast(R.device, R.precision):
+                        out = model(task, batch)
+                        loss = model.loss(task, out.float(), batch["labels"])
+                        if teacher is not None:  # Mean Teacher: λ(step) · distance to the teacher's outputs
+                            loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
+                    finite = loss_is_finite(loss, scaler, state["step"], epoch, task)  # fp32/bf16: stop if not
+                    scaler.scale(loss).backward()  # fp16: the loss is scaled up first; otherwise as it is
+                    record.batch(task, loss, finite)
+                set_lr(opt, cfg, state["step"], R.total_steps)
+                stepped = optimizer_step(opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
+                state["step"] += 1
+                record.step(stepped, state, scaler, epoch)  # fp16: a long streak of skipped steps = diverged
+                if teacher is not None and stepped:
+                    teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
+        dev, tr = R.evaluate(R.dev_sets), R.evaluate(R.train_eval)  # the teacher, when it is the model kept
+        end_epoch(R, epoch, t0, dev, tr, record, log)  # the history entry and the log line
+        save_checkpoints(R, epoch, dev)  # best.pt when dev improved; last.pt, where resume=True restarts
+        result = write_result(cfg, state, R.device, results_dir, R.dir)
+    return result
+
+# %% [markdown]
+# ## 7. Plumbing (read later)
+#
+# What the loop needs but a first reading does not: checking a config, setting a run up, recording an epoch,
+# checkpoints and resuming, the result file, and loading a trained model back. Each cell starts with
+# `# Plumbing:` (under its export line).
+#
+# A checkpoint holds everything the run needs to continue exactly: model, optimizer, EMA teacher, the fp16 loss
+# scaler, epoch and step, the RNG states and the history. The sampler needs no state of its own: an epoch's batches
+# are a function of `(seed, epoch)`. So a run killed anywhere and restarted with `resume=True` repeats the
+# interrupted epoch from the same state and ends with the same numbers (on CPU; the tests check this).
+
+# %%
+#| export
+# Plumbing: checking a config (one clear line per bad setting, before any work)
+def validate_config(cfg):
+    def bad(msg):
+        raise ValueError(f"config {cfg.name!r}: {msg}")
+    for t in (*cfg.tasks, *cfg.eval_tasks):
+        if t not in TASKS:
+            bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
+    choices = [("schedule", SCHEDULES), ("update", ("per_task", "sum")), ("precision", ("auto", "fp32", "bf16", "fp16")),
+               ("compile", ("none", "default", "reduce-overhead", "max-autotune")), ("consistency", ("none", "mse", "kl")),
+               ("optimizer_impl", ("loop", "foreach", "fused")), ("pooling", POOLINGS), ("sts_head", STS_HEADS)]
+    for k, allowed in choices:
+        if getattr(cfg, k) not in allowed:
+            bad(f"unknown {k} {getattr(cfg, k)!r}; expected one of {sorted(allowed)}")
+    if cfg.schedule == "single" and len(cfg.tasks) != 1:
+        bad(f"schedule 'single' trains one task, got {cfg.tasks}")
+    for k in ("lr", "weight_decay", "dropout", "consistency_weight"):
+        if not getattr(cfg, k) >= 0:
+            bad(f"{k} must be ≥ 0, got {getattr(cfg, k)}")
+    if cfg.head_lr is not None and not cfg.head_lr >= 0:
+        bad(f"head_lr must be ≥ 0 or None, got {cfg.head_lr}")
+    if not 0 <= cfg.warmup < 1 or cfg.lr_decay not in ("constant", "linear"):
+        bad(f"warmup must be in [0, 1) and lr_decay 'constant' or 'linear', got {cfg.warmup}, {cfg.lr_decay!r}")
+    sizes = [cfg.batch_size, cfg.eval_batch_size, *(cfg.batch_sizes or {}).values()]
+    if any(int(b) < 1 for b in sizes):
+        bad(f"batch size must be ≥ 1, got {sizes}")
+    if cfg.schedule == "uneven" and set(cfg.batch_sizes or {}) != set(cfg.tasks):
+        bad(f"schedule 'uneven' needs batch_sizes for each of {cfg.tasks}")
+    if not 0 <= cfg.ema_decay < 1 or cfg.epochs < 1 or cfg.max_length < 8:
+        bad("ema_decay must be in [0, 1), epochs ≥ 1, max_length ≥ 8")
+    try:
+        pair_encodings(cfg.pair_encoding)
+    except ValueError as e:
+        bad(str(e))
+    return cfg
+
+# %%
+#| export
+# Plumbing: a run's set-up (the order of the random draws is part of the numbers: change nothing lightly)
+@dataclass
+class Run:
+    """What train() works with: the config, where and in what it computes, the data, the model with its optimizer,
+    teacher and loss scaler, and `state` (epoch, step, history, best score), which last.pt carries."""
+    cfg: TrainConfig
+    device: torch.device
+    precision: str
+    dir: Path
+    tok: object
+    train_sets: dict
+    dev_sets: dict
+    train_eval: dict
+    lengths: dict
+    model: MultitaskBERT
+    opt: object
+    total_steps: int
+    teacher: object  # a MeanTeacher (notebook 08) or None
+    scaler: object
+    state: dict
+
+    def eval_model(self):
+        """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""
+        return self.teacher.model if self.teacher is not None and self.cfg.eval_teacher else self.model
+
+    def evaluate(self, splits: dict, model=None) -> dict:
+        model = self.eval_model() if model is None else model
+        return evaluate(model, splits, self.tok, self.cfg.eval_batch_size, self.device,
+                        self.precision)
+
+# %%
+#| export
+# Plumbing: a run's set-up, continued
+def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     cfg.validate()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(cfg.precision, device)  # fp32 | bf16 | fp16 (section 4)
@@ -471,7 +617,6 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         g["base_lr"] = g["lr"]
     r0 = cfg.sample_epoch(lengths, 0)
     total_steps = cfg.epochs * (sum(map(len, r0)) if cfg.update == "per_task" else len(r0))
-    scheduled = cfg.warmup > 0 or cfg.lr_decay != "constant"
     teacher = None
     if cfg.consistency != "none":
         from mtbert_lib.mean_teacher import MeanTeacher
@@ -480,85 +625,116 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     compile_encoder(model, cfg.compile)
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
-    last = run / "last.pt"
-    if resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck["config"] != asdict(cfg):
-            raise ValueError(f"{last}: checkpoint was made with another config; remove it or drop --resume")
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
-        if teacher is not None:
-            teacher.load_state_dict(ck["teacher"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        state = {"skipped_in_a_row": 0, **ck["state"]}
-        torch.set_rng_state(ck["rng"]["torch"])
-        log(f"resumed {run} at epoch {state['epoch']} (step {state['step']})")
-    eval_model = (lambda: teacher.model) if (teacher is not None and cfg.eval_teacher) else (lambda: model)
-    if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
-        return write_result(cfg, state, device, results_dir, run)
-    if cfg.eval_before and "dev_before" not in state:
-        state["dev_before"] = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, precision)
-        log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
-    for epoch in range(state["epoch"], cfg.epochs):
-        t0 = time.time()
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
-        rounds = cfg.sample_epoch(lengths, epoch)
-        model.train()
-        losses, skipped = {t: [] for t in cfg.tasks}, 0
-        for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):
-                opt.zero_grad(set_to_none=True)
-                step_begin(cfg.compile)
-                for task, idx in group:  # 'sum': gradients of the round's losses add up before one step
-                    batch = to_device(collate(train_sets[task], idx, tok), device)
-                    with autocast(device, precision):
-                        out = model(task, batch)
-                        loss = model.loss(task, out.float(), batch["labels"])
-                        if teacher is not None:
-                            loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
-                    finite = bool(torch.isfinite(loss))
-                    if not finite and not scaler.is_enabled():  # under fp16 the scaler skips such a step instead
-                        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {state['step']}, epoch {epoch}, task {task}")
-                    scaler.scale(loss).backward()
-                    if finite:
-                        losses[task].append(loss.item())
-                if scheduled:
-                    for g in opt.param_groups:
-                        g["lr"] = g["base_lr"] * lr_factor(state["step"], total_steps, cfg.warmup, cfg.lr_decay)
-                stepped = optimizer_step(opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
-                state["step"] += 1
-                skipped += not stepped
-                state["skipped_in_a_row"] = 0 if stepped else state["skipped_in_a_row"] + 1
-                if state["skipped_in_a_row"] >= MAX_SKIPPED_STEPS_IN_A_ROW:
-                    raise NonFiniteLoss(f"fp16: {state['skipped_in_a_row']} steps in a row with inf/NaN gradients up to step "
-                                        f"{state['step'] - 1}, epoch {epoch} (loss scale now {scaler.get_scale():.3g}): the run diverged")
-                if teacher is not None and stepped:
-                    teacher.update(model, state["step"])
-        dev = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, precision)
-        tr = evaluate(eval_model(), train_eval, tok, cfg.eval_batch_size, device, precision)
-        state["wall_s"] += time.time() - t0
-        score = float(np.mean([dev[t] for t in cfg.tasks if t in dev] or list(dev.values())))
-        entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
-                 "train": tr, "dev": dev, "dev_score": score, "wall_s": round(state["wall_s"], 1)}
-        if scaler.is_enabled():
-            entry["fp16"] = {"skipped_steps": skipped, "loss_scale": scaler.get_scale()}
-        if {"sst", "quora", "sts"} <= set(dev):
-            entry["dev_paper_average"], entry["dev_leaderboard"] = paper_average(dev), leaderboard_score(dev)
-        state["history"].append(entry)
-        log(f"epoch {epoch + 1}: dev " + ", ".join(f"{t} {v:.3f}" for t, v in dev.items()) +
-            f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
-        if score > state["best_score"] or "best_epoch" not in state:
-            state["best_score"], state["best_epoch"] = score, epoch + 1
-            _atomic_save({"config": asdict(cfg), "encoder_config": asdict(model.encoder.config),
-                          "model": eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, run / "best.pt")
-        state["epoch"] = epoch + 1
-        _atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "teacher": teacher.state_dict() if teacher is not None else None, "scaler": scaler.state_dict(), "state": state,
-                      "rng": {"torch": torch.get_rng_state()}}, last)
-        result = write_result(cfg, state, device, results_dir, run)
-    return result
+    R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
+            teacher, scaler, state)
+    if resume and (run / "last.pt").exists():
+        load_last(R, log)
+    return R
+
+# %%
+#| export
+# Plumbing: one epoch's record (per-batch losses and tasks, fp16 skipped steps) and its history entry
+class EpochRecord:
+    def __init__(self, tasks):
+        self.tasks, self.losses, self.order, self.skipped = tuple(tasks), {t: [] for t in tasks}, [], 0
+
+    def batch(self, task: str, loss, finite: bool):
+        self.losses[task].append(loss.item() if finite else None)  # None: fp16 overflow (the scaler skips that step)
+        self.order.append(task)
+
+    def step(self, stepped: bool, state: dict, scaler, epoch: int):
+        self.skipped += not stepped
+        state["skipped_in_a_row"] = 0 if stepped else state["skipped_in_a_row"] + 1
+        if state["skipped_in_a_row"] >= MAX_SKIPPED_STEPS_IN_A_ROW:
+            raise NonFiniteLoss(f"fp16: {state['skipped_in_a_row']} steps in a row with inf/NaN gradients up to step "
+                                f"{state['step'] - 1}, epoch {epoch} (loss scale now {scaler.get_scale():.3g}): the run diverged")
+
+    def mean_losses(self) -> dict:
+        return {t: float(np.mean(f)) for t, v in self.losses.items() if (f := [x for x in v if x is not None])}
+
+    def steps(self) -> dict:
+        """step_losses: each task's batch losses in order (5 significant digits; None where not finite);
+        step_tasks: one digit per batch in training order, the index of its task in config.tasks."""
+        return {"step_losses": {t: [None if x is None else float(f"{x:.5g}") for x in v] for t, v in self.losses.items()},
+                "step_tasks": "".join(str(self.tasks.index(t)) for t in self.order)}
 
 
+def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
+    """fp32 / bf16: a non-finite loss stops the run, saying where. fp16: False, and the scaler skips the step."""
+    finite = bool(torch.isfinite(loss))
+    if not finite and not scaler.is_enabled():
+        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}, task {task}")
+    return finite
+
+# %%
+#| export
+# Plumbing: the end of an epoch — its history entry (in R.state, so last.pt carries it) and its log line
+def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochRecord, log) -> dict:
+    cfg, state = R.cfg, R.state
+    student = None
+    if cfg.eval_student_too and R.teacher is not None and cfg.eval_teacher:  # the student's own dev scores too
+        student = R.evaluate(R.dev_sets, R.model)
+    state["wall_s"] += time.time() - t0
+    score = float(np.mean([dev[t] for t in cfg.tasks if t in dev] or list(dev.values())))
+    entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": record.mean_losses(), "train": tr, "dev": dev,
+             "dev_score": score, "wall_s": round(state["wall_s"], 1)}
+    if R.scaler.is_enabled():
+        entry["fp16"] = {"skipped_steps": record.skipped, "loss_scale": R.scaler.get_scale()}
+    if {"sst", "quora", "sts"} <= set(dev):
+        entry["dev_paper_average"], entry["dev_leaderboard"] = paper_average(dev), leaderboard_score(dev)
+    if student is not None:
+        entry["dev_student"] = student
+    entry.update(record.steps())
+    state["history"].append(entry)
+    log(f"epoch {epoch + 1}: dev " + ", ".join(f"{t} {v:.3f}" for t, v in dev.items()) +
+        f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
+    return entry
+
+# %%
+#| export
+# Plumbing: checkpoints — best.pt (the model kept) and last.pt (everything a resumed run needs)
+def _atomic_save(obj, path: Path):
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoints(R: Run, epoch: int, dev: dict):
+    cfg, state, score = R.cfg, R.state, R.state["history"][-1]["dev_score"]
+    if score > state["best_score"] or "best_epoch" not in state:
+        state["best_score"], state["best_epoch"] = score, epoch + 1
+        _atomic_save({"config": asdict(cfg), "encoder_config": asdict(R.model.encoder.config),
+                      "model": R.eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, R.dir / "best.pt")
+    state["epoch"] = epoch + 1
+    _atomic_save({"config": asdict(cfg), "model": R.model.state_dict(), "optimizer": R.opt.state_dict(),
+                  "teacher": R.teacher.state_dict() if R.teacher is not None else None, "scaler": R.scaler.state_dict(),
+                  "state": state, "rng": {"torch": torch.get_rng_state()}}, R.dir / "last.pt")
+
+
+def same_config(saved: dict, cfg: TrainConfig) -> bool:
+    """A checkpoint's config is this one; a field the checkpoint predates counts as having its default."""
+    now, defaults = asdict(cfg), {f.name: f.default for f in fields(TrainConfig)}
+    return set(saved) <= set(now) and {k: saved.get(k, defaults[k]) for k in now} == now
+
+
+def load_last(R: Run, log):
+    """Resume: the model, optimizer, teacher, scaler, state and RNG of R.dir/last.pt."""
+    last = R.dir / "last.pt"
+    ck = torch.load(last, map_location=R.device, weights_only=False)
+    if not same_config(ck["config"], R.cfg):
+        raise ValueError(f"{last}: checkpoint was made with another config; remove it or drop --resume")
+    R.model.load_state_dict(ck["model"]); R.opt.load_state_dict(ck["optimizer"])
+    if R.teacher is not None:
+        R.teacher.load_state_dict(ck["teacher"])
+    if ck.get("scaler"):
+        R.scaler.load_state_dict(ck["scaler"])
+    R.state = {"skipped_in_a_row": 0, **ck["state"]}
+    torch.set_rng_state(ck["rng"]["torch"])
+    log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
+
+# %%
+#| export
+# Plumbing: the result file (results/<run>.json) and loading a trained model back
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
     model = Path(cfg.model).name if os.sep in cfg.model else cfg.model
@@ -581,27 +757,33 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
         os.replace(tmp, out)
     return result
 
-# %% [markdown]
-# ## 7. Prediction files
-#
-# The best checkpoint writes dev and test-student predictions in the CS224N layout.
 
-# %%
-#| export
-def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
+def load_best_checkpoint(path):
+    """A run's best model from runs/<run>/best.pt: (model in eval mode on the CPU, its tokenizer, its TrainConfig)."""
     try:
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ValueError(f"{checkpoint}: not a checkpoint ({type(e).__name__})") from None
+        raise ValueError(f"{path}: not a checkpoint ({type(e).__name__})") from None
     if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
-        raise ValueError(f"{checkpoint}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
+        raise ValueError(f"{path}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
     model = build_model(cfg, ck["encoder_config"])
     model.load_state_dict(ck["model"])
+    return model.eval(), load_tokenizer(cfg.model), cfg
+
+# %% [markdown]
+# ## 8. Prediction files
+#
+# The best checkpoint writes dev and test-student predictions in the CS224N layout. `load_best_checkpoint`
+# (section 7) rebuilds the model from `best.pt`; the playground of notebook 10 loads its models the same way.
+
+# %%
+#| export
+def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
+    model, tok, cfg = load_best_checkpoint(checkpoint)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
-    tok = load_tokenizer(cfg.model)
     written = []
     for task in tasks or sorted(set(cfg.tasks) | set(cfg.eval_tasks)):
         for split in splits:
@@ -612,7 +794,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
     return written
 
 # %% [markdown]
-# ## 8. A real (quick) run: balanced round-robin, specialized loss
+# ## 9. A real (quick) run: balanced round-robin, specialized loss
 #
 # Two epochs on 96 examples per task (quick mode) of the row-7 recipe. `mtbert train --experiment
 # rr-balanced-specialized` runs the full protocol; `results/` holds the JSON of every run.
@@ -623,3 +805,59 @@ cfg = TrainConfig(name="demo-balanced", schedule="balanced", update="per_task", 
 with tempfile.TemporaryDirectory() as d:
     result = train(cfg, run_dir=d, results_dir=None, progress=False)
 print({k: round(v, 3) for k, v in result["best_dev"].items()}, "in", result["wall_s"], "s")
+
+# %% [markdown]
+# Besides each epoch's scores, the history keeps every training batch's loss: `step_losses` (per task, in order,
+# 5 significant digits) and `step_tasks` (one digit per batch: the index of its task in the config's `tasks`), so
+# the loss curve of any result JSON can be drawn afterwards. `step_loss_curves` reads them back.
+
+# %%
+#| export
+def step_loss_curves(result: dict) -> dict:
+    """{task: (batch numbers, losses)} over all epochs of a result (train()'s return value or its JSON); batches are
+    counted from 1 in training order (= optimizer steps with update='per_task'); non-finite losses are left out."""
+    tasks, n = result["config"]["tasks"], 0
+    curves = {t: ([], []) for t in tasks}
+    for e in result["epochs"]:
+        if "step_losses" not in e:
+            raise ValueError(f"{result['experiment']}: epoch {e['epoch']} has no step_losses (an older result)")
+        per_task = {t: iter(v) for t, v in e["step_losses"].items()}
+        for digit in e["step_tasks"]:
+            n, task = n + 1, tasks[int(digit)]
+            loss = next(per_task[task])
+            if loss is not None:
+                curves[task][0].append(n), curves[task][1].append(loss)
+    return {t: (np.array(x), np.array(y)) for t, (x, y) in curves.items() if x}
+
+# %%
+e1 = result["epochs"][0]
+print("step_tasks of epoch 1:", e1["step_tasks"], "| tasks:", cfg.tasks)
+print("first SST losses:", e1["step_losses"]["sst"][:4], "| mean:", round(e1["train_loss"]["sst"], 4))
+curves = step_loss_curves(result)
+
+
+def smooth(y, a=0.7):  # exponential moving average: each point 70 % the average so far, 30 % the new loss
+    out = [y[0]]
+    for v in y[1:]:
+        out.append(a * out[-1] + (1 - a) * v)
+    return np.array(out)
+
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), sharex=True)
+for ax, (t, (x, y)) in zip(axes, curves.items()):
+    ax.plot(x, y, ".", color=COLORS[t], alpha=0.4, label="one batch")
+    ax.plot(x, smooth(y), color=COLORS[t], label="moving average")
+    for e in result["epochs"][:-1]:
+        ax.axvline(e["step"] + 0.5, color="gray", ls=":")  # the end of an epoch
+    ax.set_title(f"{t} ({'MSE' if t == 'sts' else 'cross-entropy'})"); ax.set_xlabel("training batch (= step)")
+axes[0].set_ylabel("training loss"); axes[0].legend()
+plt.show()
+
+# %% [markdown]
+# Three losses on three scales (each panel has its own): SST's cross-entropy over 5 classes starts near
+# ln 5 ≈ 1.6 (a uniform guess), Quora's binary cross-entropy near ln 2 ≈ 0.69, and STS's mean squared error on the
+# 0–5 scale is several times larger than both until its head has learnt where the scores lie. In a *summed* loss
+# (`update="sum"`) the task with the largest numbers dominates the gradient. The dots scatter widely around the
+# averages: a batch of 8 is a noisy sample, which is why curves of real runs are always smoothed. (Quick mode: 96
+# examples a task and two epochs, so this shows the machinery, not a real run; the `results/*.json` of full runs
+# hold the same keys, and `step_loss_curves` reads them.)

@@ -179,7 +179,48 @@ class MeanTeacher:
         self.model.load_state_dict(sd)
 
 # %% [markdown]
-# ## 4. Does it help? Figure 5's three variants, in quick mode
+# ## 4. The two clocks of a Mean Teacher
+#
+# Two numbers change with the step count: the EMA decay α_t (how slowly the teacher follows) and the consistency
+# weight λ(t) (how hard the student is pulled towards the teacher). Drawn over the steps of a run:
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+steps = np.arange(1, 20_001)
+fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
+for decay, color in [(0.99, "tab:orange"), (0.999, "tab:blue")]:
+    left.plot(steps, [ema_decay_at(t, decay) for t in steps], color=color, label=f"α = {decay}, warm-up")
+    left.axvline(1 / (1 - decay) - 1, color=color, ls=":")
+left.plot(steps, [1 - 1 / (t + 1) for t in steps], color="gray", ls="--", lw=1, label="1 − 1/(t+1): the plain mean")
+left.set_xscale("log"); left.set_ylim(0.45, 1.01); left.set_xlabel("optimizer step t (log scale)")
+left.set_ylabel("EMA decay α_t"); left.legend(loc="lower right"); left.set_title("the teacher's decay (ema_decay_at)")
+ramp = np.arange(0, 2_001)
+for length in (500, 1000):
+    right.plot(ramp, [sigmoid_rampup(t, length) for t in ramp], label=f"consistency_rampup = {length}")
+right.axhline(0.5, color="gray", ls=":", lw=1)
+right.set_xlabel("optimizer step t"); right.set_ylabel("λ(t) / λ"); right.legend(loc="lower right")
+right.set_title("the consistency weight's ramp-up (sigmoid_rampup)")
+plt.show()
+half = next(t for t in ramp if sigmoid_rampup(t, 1000) >= 0.5)
+print("α_t reaches its cap at step", [round(1 / (1 - d) - 1) for d in (0.99, 0.999)], "| λ at step 0:",
+      round(sigmoid_rampup(0, 1000), 4), "| half of λ at step", half, "of 1000")
+
+# %% [markdown]
+# What to notice:
+#
+# * **α_t starts at ½ and climbs.** While 1 − 1/(t+1) is below α, the teacher is exactly the *plain mean* of the
+#   initial weights and every student so far (the dashed line): early students, still close to the random heads,
+#   leave the average quickly. From step 1/(1 − α) − 1 on (99 for α = 0.99, 999 for α = 0.999, dotted lines) the
+#   decay stays at α, and the teacher becomes a moving average over roughly the last 1/(1 − α) steps: 1,000 steps
+#   at the paper's 0.999, less than half an epoch of balanced round-robin (2,265 steps).
+# * **λ is almost zero at first** (e^−5 ≈ 0.007 of its value), reaches half at about 63 % of the ramp-up and its
+#   full value at the end. It keeps the student from chasing a teacher that is still an average of poor early
+#   models. The paper's recipe has no ramp-up (`consistency_rampup=0`: λ constant); the knob is there to try.
+
+# %% [markdown]
+# ## 5. Does it help? Figure 5's three variants, in quick mode
 #
 # Balanced round-robin with the specialized loss, without a teacher, with an MSE teacher and with a KL teacher.
 # Quick mode (96 training examples per task, 2 epochs) only shows that the machinery runs; the full runs behind
@@ -195,3 +236,35 @@ with tempfile.TemporaryDirectory() as d:
     for kind in ["none", "mse", "kl"]:
         r = train(replace(base, consistency=kind, name=f"fig5-{kind}"), run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
         print(f"Mean Teacher {kind:4s}: dev", {k: round(v, 3) for k, v in r["best_dev"].items()})
+
+# %% [markdown]
+# ## 6. Teacher and student, epoch by epoch
+#
+# Which of the two is better, and when? `eval_student_too=True` scores the student on dev as well after each epoch
+# (`dev_student` in the history, next to the teacher's `dev`); `eval_before=True` adds the scores before the first
+# step, where the teacher is still an exact copy of the student. A KL teacher, three quick epochs:
+
+# %%
+cfg = replace(base, consistency="kl", name="fig5-kl-curves", epochs=3, eval_before=True, eval_student_too=True)
+with tempfile.TemporaryDirectory() as d:
+    r = train(cfg, run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
+epochs = [0] + [e["epoch"] for e in r["epochs"]]
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), sharex=True)
+for ax, task in zip(axes, cfg.eval_tasks):
+    ax.plot(epochs, [r["dev_before"][task]] + [e["dev"][task] for e in r["epochs"]], "o-", label="teacher (EMA)")
+    ax.plot(epochs, [r["dev_before"][task]] + [e["dev_student"][task] for e in r["epochs"]], "s--", label="student")
+    ax.set_title(task); ax.set_xlabel("epoch"); ax.set_xticks(epochs)
+axes[0].set_ylabel("dev metric (quick mode)"); axes[0].legend()
+plt.show()
+for e in r["epochs"]:
+    print(f"epoch {e['epoch']}: teacher", {t: round(v, 3) for t, v in e["dev"].items()},
+          "| student", {t: round(v, 3) for t, v in e["dev_student"].items()})
+
+# %% [markdown]
+# What to notice: at epoch 0 the two are the same model. Afterwards the teacher *lags*: it averages the students of
+# all the students so far (here α = 0.99: their plain mean up to step 99, then a moving average over roughly the
+# last 100 steps, almost three quick epochs of 36 steps), so where the student is still
+# improving fast the teacher is behind it, and where the student's scores jump around from epoch to epoch the
+# teacher's move less. That smoothing is what the paper hopes for: a teacher at least as good as the student, with
+# less noise. With 96 training examples per task these curves are mostly noise themselves — run
+# `mtbert train --experiment rr-balanced-specialized-mt --set eval_student_too=true` for the real picture.

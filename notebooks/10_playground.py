@@ -68,14 +68,15 @@ page
 # A `Playground` is a model in eval mode, its tokenizer, and the tasks whose heads were trained. `zero_shot()`
 # builds MultitaskBERT on pretrained MiniLM with mean pooling, separate pair encoding and the `cosine` STS head
 # (notebook 06), so its similarity is `5·max(0, cos(u, v))` of the mean-pooled sentence vectors.
-# `from_checkpoint()` rebuilds a training run's model from its `best.pt`, the way `mtbert predict` does.
+# `from_checkpoint()` rebuilds a training run's model from its `best.pt` with notebook 07's `load_best_checkpoint`,
+# the loader `mtbert predict` uses too.
 
 # %%
 #| export
 """The playground's model side: the zero-shot encoder or a trained checkpoint, predictions for the three tasks,
 attention maps, and the pictures notebook 10 (and its web page) shows."""
 import io
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -83,7 +84,7 @@ from matplotlib.figure import Figure
 
 from mtbert_lib.model import BertModel, BertTokenizer, load_tokenizer
 from mtbert_lib.multitask import MultitaskBERT
-from mtbert_lib.training import TrainConfig, build_model
+from mtbert_lib.training import load_best_checkpoint
 
 SST_CLASSES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")  # SST-5 labels 0..4
 
@@ -109,7 +110,12 @@ class Playground:
         """Whether the task's answer comes from a head that was never trained (the cosine STS head has no weights)."""
         return task not in self.trained and not (task == "sts" and self.model.sts_head == "cosine")
 
+# %% [markdown]
+# Two ways to get one: the zero-shot encoder, or a run's `best.pt` through `load_best_checkpoint` of notebook 07
+# (the same loader `mtbert predict` uses: the run's config rebuilds the model, its weights go in).
 
+# %%
+#| export
 def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
     """The pretrained encoder with freshly initialised (untrained, seeded) heads; STS = 5·cos of mean-pooled vectors."""
     torch.manual_seed(seed)
@@ -119,17 +125,8 @@ def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
 
 def from_checkpoint(path) -> Playground:
     """A training run's best model: runs/<run>/best.pt holds {'config', 'encoder_config', 'model', ...}."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a checkpoint ({type(e).__name__})") from None
-    if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
-        raise ValueError(f"{path}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
-    m = build_model(cfg, ck["encoder_config"])
-    m.load_state_dict(ck["model"])
-    return Playground(m.eval(), load_tokenizer(cfg.model), str(path), tuple(cfg.tasks), cfg.max_length)
+    model, tok, cfg = load_best_checkpoint(path)
+    return Playground(model.eval(), tok, str(path), tuple(cfg.tasks), cfg.max_length)
 
 
 def find_checkpoints(root="runs") -> list:
@@ -204,7 +201,12 @@ def sst_chart(probs: dict, title: str = "SST-5 class probabilities") -> Figure:
     ax.set_title(title, fontsize=10)
     return fig
 
+# %% [markdown]
+# The attention pictures: one head's map with the tokens written along both axes, and all the heads of a layer as
+# small maps side by side.
 
+# %%
+#| export
 def attention_chart(tokens, w, layer: int, head: int) -> Figure:
     """One head's (T, T) map: rows are the attending tokens (queries), columns the tokens attended to (keys)."""
     a = w[layer, head]
@@ -260,7 +262,10 @@ def models(choice: str) -> Playground:
         _loaded[choice] = zero_shot() if CHOICES[choice] is None else from_checkpoint(CHOICES[choice])
     return _loaded[choice]
 
+# %% [markdown]
+# The controls, each with a CSS class the browser test finds it by:
 
+# %%
 wide = W.Layout(width="95%")
 model_dd = W.Dropdown(options=list(CHOICES), description="model", layout=W.Layout(width="70%"))
 note = W.HTML()
@@ -281,7 +286,12 @@ for w, name in [(sentence, "sentence"), (first, "first"), (second, "second"), (b
                 (sst_class, "sst-class"), (scored, "scored"), (status, "status"), (model_dd, "model")]:
     w.add_class(f"mtbert-{name}")  # stable hooks for the browser test
 
+# %% [markdown]
+# What they do: **Predict** scores the sentence and the pair and redraws the attention map; a new layer, head or
+# attention input only redraws the map. A web page has no traceback pane, so an error is written into the status
+# line instead.
 
+# %%
 quiet = set()  # non-empty while choose_model resets the layer and head lists
 
 
@@ -315,7 +325,11 @@ def show_predictions(*_):
     except Exception as e:  # a web page has no traceback pane: say what went wrong
         status.value = f"<b style='color:#b91c1c'>{html.escape(type(e).__name__ + ': ' + str(e))}</b>"
 
+# %% [markdown]
+# Choosing a model loads it (once: `_loaded` keeps it), resets the layer and head lists to its shape, says which of
+# its heads were trained, and runs the example again.
 
+# %%
 def choose_model(*_):
     status.value = f"<i>loading {html.escape(model_dd.value)}…</i>"
     try:
@@ -344,6 +358,7 @@ for w in (layer_dd, head_dd, att_input):
     w.observe(show_attention, "value")
 choose_model()  # run the example on load
 
+# %%
 ui = W.VBox([
     model_dd, note,
     W.HTML("<h3>Sentiment (SST-5)</h3>"), sentence, W.HBox([button, status]),
