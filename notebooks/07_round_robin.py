@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mtbert_lib import distributed  # DDP (notebook 12): a world of one unless torchrun started this process
 from mtbert_lib.data import data_edition
 from mtbert_lib.model import BertModel, BertConfig
 from mtbert_lib.multitask import MultitaskBERT
@@ -238,12 +239,12 @@ def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", p
     was_training = model.training
     model.eval()
     preds = np.zeros(len(split))
-    for b in make_batches(split.lengths(), batch_size, bucket=-1):
+    for b in distributed.mine(make_batches(split.lengths(), batch_size, bucket=-1)):  # DDP: every N-th batch (all alone)
         batch = to_device(collate(split, b, tokenizer), device)
         with autocast(device, precision):
             preds[b] = model.predict(split.task, model(split.task, batch)).float().cpu().numpy()
     model.train(was_training)
-    return preds
+    return distributed.combine(preds)  # DDP: every rank gets every prediction
 
 
 def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu", precision="fp32") -> dict:
@@ -389,7 +390,8 @@ def provenance(cfg, device) -> dict:
     return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "model": cfg.model, "data_edition": data_edition(), "seed": cfg.seed, "device": str(device),
             "hardware": hardware, "precision": precision + (" + loss scaling" if precision == "fp16" else ""),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            **({"world_size": distributed.current().size} if distributed.current().size > 1 else {})}  # DDP
 
 # %% [markdown]
 # ## 6. The loop
@@ -439,6 +441,8 @@ def lr_factor(step: int, total: int, warmup: float = 0.0, decay: str = "constant
 
 
 def _atomic_save(obj, path: Path):
+    if not distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
+        return
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -454,9 +458,14 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
           log=print) -> dict:
     cfg.validate()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    world = distributed.init_from_env(device)  # DDP (notebook 12): under torchrun, this process's rank and GPU
+    device = world.device
+    if not world.is_main:  # DDP: rank 0 logs and writes for all
+        log, progress = (lambda *a, **k: None), False
     precision = resolve_precision(cfg.precision, device)  # fp32 | bf16 | fp16 (section 4)
     run = Path(run_dir) / run_name(cfg)
-    run.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     tok = load_tokenizer(cfg.model)
     model = build_model(cfg).to(device)
@@ -499,9 +508,10 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     if cfg.eval_before and "dev_before" not in state:
         state["dev_before"] = evaluate(eval_model(), dev_sets, tok, cfg.eval_batch_size, device, precision)
         log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
+    net = distributed.wrap(model)  # DDP: averages the gradients over the ranks in backward; alone: the model itself
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
+        torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * world.rank)  # dropout noise: (seed, epoch, DDP rank)
         rounds = cfg.sample_epoch(lengths, epoch)
         model.train()
         losses, skipped = {t: [] for t in cfg.tasks}, 0
@@ -509,19 +519,21 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
             for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):
                 opt.zero_grad(set_to_none=True)
                 step_begin(cfg.compile)
-                for task, idx in group:  # 'sum': gradients of the round's losses add up before one step
+                for i, (task, idx) in enumerate(group):  # 'sum': gradients of the round's losses add up before one step
+                    idx, factor = world.shard(idx)  # DDP: this rank's part of the batch and its loss factor (alone: all, 1)
                     batch = to_device(collate(train_sets[task], idx, tok), device)
-                    with autocast(device, precision):
-                        out = model(task, batch)
+                    with autocast(device, precision), distributed.no_sync(net, i == len(group) - 1):  # DDP: one all-reduce a step
+                        out = net(task, batch)
                         loss = model.loss(task, out.float(), batch["labels"])
                         if teacher is not None:
                             loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
-                    finite = bool(torch.isfinite(loss))
+                    loss, seen = world.weigh(loss, factor)  # DDP: the rank's weighted loss; the global batch's (alone: loss)
+                    finite = bool(torch.isfinite(seen))
                     if not finite and not scaler.is_enabled():  # under fp16 the scaler skips such a step instead
-                        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {state['step']}, epoch {epoch}, task {task}")
+                        raise NonFiniteLoss(f"non-finite loss ({seen.item()}) at step {state['step']}, epoch {epoch}, task {task}")
                     scaler.scale(loss).backward()
                     if finite:
-                        losses[task].append(loss.item())
+                        losses[task].append(seen.item())
                 if scheduled:
                     for g in opt.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(state["step"], total_steps, cfg.warmup, cfg.lr_decay)
@@ -556,6 +568,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                       "teacher": teacher.state_dict() if teacher is not None else None, "scaler": scaler.state_dict(), "state": state,
                       "rng": {"torch": torch.get_rng_state()}}, last)
         result = write_result(cfg, state, device, results_dir, run)
+    world.barrier()  # DDP: no rank returns before rank 0 has written the result
     return result
 
 
@@ -573,7 +586,7 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
               "best_dev": best["dev"], "wall_s": round(state["wall_s"], 1), "checkpoint": str(run / "best.pt")}
     if "dev_before" in state:
         result["dev_before"] = state["dev_before"]
-    if results_dir:
+    if results_dir and distributed.is_main():  # DDP: rank 0 writes
         out = Path(results_dir) / f"{run_name(cfg)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
