@@ -410,6 +410,10 @@ def provenance(cfg, device) -> dict:
 # scaler, epoch and step, the RNG states and the history. The sampler needs no state of its own: an epoch's batches are a function of
 # `(seed, epoch)`. So a run killed anywhere and restarted with `resume=True` repeats the interrupted epoch from the
 # same state and ends with the same numbers (on CPU; the tests check this).
+#
+# The lines marked `# DDP` let the same loop run as several processes under `torchrun` (notebook 12: each process
+# takes its shard of every batch, gradients are averaged, rank 0 writes). In a single process they hand everything
+# back unchanged.
 
 # %%
 #| export

@@ -312,8 +312,10 @@ model.zero_grad()
 full = collate(sst, range(7), tok)  # the whole batch, in this process alone
 model.loss("sst", model("sst", full), full["labels"]).backward()
 diff = max((ddp[n] - p.grad).abs().max().item() for n, p in model.named_parameters() if n in ddp)
-print(f"rank {world.rank}: {len(idx)} examples, factor {factor:.3f}, global loss {global_loss.item():.4f}; "
-      f"max |DDP gradient - whole-batch gradient| = {diff:.1e} over {len(ddp)} tensors")
+largest = max(g.abs().max().item() for g in ddp.values())
+line = (f"rank {world.rank}: {len(idx)} examples, factor {factor:.3f}, global loss {global_loss.item():.4f}; "
+        f"max |DDP gradient - whole-batch gradient| = {diff:.1e} (largest gradient entry {largest:.2f})")
+print(line + "\n", end="")  # one write, so the two processes' lines never interleave
 '''
 
 # %%
@@ -323,7 +325,7 @@ with tempfile.TemporaryDirectory() as d:
     open(path, "w").write(SCRIPT)
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           path], capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-lines = sorted(l for l in run.stdout.splitlines() if l.startswith("rank "))
+lines = sorted(l for l in run.stdout.splitlines() if l.startswith("rank "))  # in whatever order they came
 print("\n".join(lines) if run.returncode == 0 else run.stderr[-3000:])
 assert run.returncode == 0 and len(lines) == 2
 
