@@ -91,8 +91,10 @@ def cmd_train(a):
         import torch
         torch.set_num_threads(a.threads)
     r = train(cfg, run_dir=a.run_dir, results_dir=a.results_dir, resume=a.resume, progress=not a.no_progress)
-    best = ", ".join(f"{t} {v:.3f}" for t, v in r["best_dev"].items())
-    print(f"best dev (epoch {r['best_epoch']}): {best}; checkpoint {r['checkpoint']}")
+    from mtbert_lib import distributed
+    if distributed.is_main():  # under torchrun (notebook 12) every process trains; rank 0 speaks
+        best = ", ".join(f"{t} {v:.3f}" for t, v in r["best_dev"].items())
+        print(f"best dev (epoch {r['best_epoch']}): {best}; checkpoint {r['checkpoint']}")
 
 
 def cmd_predict(a):
@@ -219,7 +221,8 @@ def build_parser():
     d.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"))
     d.add_argument("-n", type=int, default=200, help="number of STS dev pairs")
     d.set_defaults(func=cmd_demo)
-    t = sub.add_parser("train", help="train a named experiment; writes results/NAME-MODEL-seedS.json and runs/.../best.pt")
+    t = sub.add_parser("train", help="train a named experiment; writes results/NAME-MODEL-seedS.json and runs/.../best.pt "
+                                     "(several processes: torchrun --nproc_per_node N -m mtbert_lib.cli train ...)")
     t.add_argument("--experiment", required=True, help="a name from `mtbert experiments`")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm | bert-base-uncased | checkpoint folder")
