@@ -137,6 +137,7 @@ class TrainConfig:
     batch_size: int = 8
     batch_sizes: dict | None = None  # uneven schedule: per task
     update: str = "per_task"  # per_task: one step after each task's batch | sum: one summed loss and step per round
+    #                           | pcgrad: one step per round on the gradient-surgery sum of the tasks' gradients (notebook 11)
     epochs: int = 10
     lr: float = 1e-5
     head_lr: float | None = None  # learning rate of the freshly initialised task heads (None: lr)
@@ -168,6 +169,11 @@ class TrainConfig:
     device: str | None = None  # default: cuda if available, else cpu
     precision: str = "auto"  # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling) | auto: see resolve_precision
     compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
+    smart_weight: float = 0.0  # SMART (notebook 11): λ_s of the adversarial smoothness loss; 0 = off
+    smart_steps: int = 1  # SMART: ascent steps on the perturbation δ
+    smart_eps: float = 1e-5  # SMART: radius of δ's ∞-norm ball
+    smart_noise: float = 1e-5  # SMART: standard deviation of δ's initial Gaussian noise
+    smart_step_size: float = 1e-3  # SMART: ascent step size η (the step is normalised by its ∞-norm per token)
 
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
@@ -186,8 +192,14 @@ class TrainConfig:
             bad(f"unknown schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
         if self.schedule == "single" and len(self.tasks) != 1:
             bad(f"schedule 'single' trains one task, got {self.tasks}")
-        if self.update not in ("per_task", "sum"):
-            bad(f"unknown update {self.update!r}; expected 'per_task' or 'sum'")
+        if self.update not in ("per_task", "sum", "pcgrad"):
+            bad(f"unknown update {self.update!r}; expected 'per_task', 'sum' or 'pcgrad'")
+        if not (self.smart_weight >= 0 and self.smart_eps > 0 and self.smart_noise >= 0 and self.smart_step_size > 0):
+            bad("smart_weight and smart_noise must be ≥ 0, smart_eps and smart_step_size > 0")
+        if int(self.smart_steps) != self.smart_steps or self.smart_steps < 1:
+            bad(f"smart_steps must be an integer ≥ 1, got {self.smart_steps}")
+        if self.smart_weight > 0 and self.compile != "none":
+            bad("SMART perturbs the embeddings through a forward hook; it needs compile='none'")
         if self.compile not in ("none", "default", "reduce-overhead", "max-autotune"):
             bad(f"unknown compile mode {self.compile!r}; expected none, default, reduce-overhead or max-autotune")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -477,6 +489,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         from mtbert_lib.mean_teacher import MeanTeacher
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
                               cfg.consistency_rampup, sts_head=cfg.sts_head)
+    if cfg.update == "pcgrad" or cfg.smart_weight > 0:
+        from mtbert_lib import beyond  # gradient surgery and SMART (notebook 11)
     compile_encoder(model, cfg.compile)
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
@@ -504,11 +518,12 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
         rounds = cfg.sample_epoch(lengths, epoch)
         model.train()
-        losses, skipped = {t: [] for t in cfg.tasks}, 0
+        losses, skipped, conflicts = {t: [] for t in cfg.tasks}, 0, []
         for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):
+            for group in ([rnd] if cfg.update in ("sum", "pcgrad") else [[b] for b in rnd]):
                 opt.zero_grad(set_to_none=True)
                 step_begin(cfg.compile)
+                task_grads = []  # pcgrad: each task's gradient, kept apart
                 for task, idx in group:  # 'sum': gradients of the round's losses add up before one step
                     batch = to_device(collate(train_sets[task], idx, tok), device)
                     with autocast(device, precision):
@@ -516,12 +531,18 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                         loss = model.loss(task, out.float(), batch["labels"])
                         if teacher is not None:
                             loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
+                        if cfg.smart_weight > 0:
+                            loss = loss + cfg.smart_weight * beyond.smart_loss(model, task, batch, out.float(), cfg)
                     finite = bool(torch.isfinite(loss))
                     if not finite and not scaler.is_enabled():  # under fp16 the scaler skips such a step instead
                         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {state['step']}, epoch {epoch}, task {task}")
                     scaler.scale(loss).backward()
+                    if cfg.update == "pcgrad":
+                        task_grads.append(beyond.take_grads(model))
                     if finite:
                         losses[task].append(loss.item())
+                if cfg.update == "pcgrad":  # the projected sum becomes the gradient; the share of conflicting pairs is logged
+                    conflicts.append(beyond.pcgrad_step(model, task_grads, seed=(cfg.seed, state["step"])))
                 if scheduled:
                     for g in opt.param_groups:
                         g["lr"] = g["base_lr"] * lr_factor(state["step"], total_steps, cfg.warmup, cfg.lr_decay)
@@ -540,6 +561,8 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         score = float(np.mean([dev[t] for t in cfg.tasks if t in dev] or list(dev.values())))
         entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
                  "train": tr, "dev": dev, "dev_score": score, "wall_s": round(state["wall_s"], 1)}
+        if conflicts:
+            entry["pcgrad_conflict_share"] = [round(c, 4) for c in conflicts]
         if scaler.is_enabled():
             entry["fp16"] = {"skipped_steps": skipped, "loss_scale": scaler.get_scale()}
         if {"sst", "quora", "sts"} <= set(dev):
