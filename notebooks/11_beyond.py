@@ -67,7 +67,6 @@ from mtbert_lib.tokenizer import load_tokenizer
 # %%
 import os
 QUICK = os.environ.get("MTBERT_QUICK") == "1"  # the executed copy of this notebook runs in quick mode
-torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # %% [markdown]
 # ## 1. Further MLM pretraining
