@@ -97,6 +97,17 @@ def cmd_train(a):
         print(f"best dev (epoch {r['best_epoch']}): {best}; checkpoint {r['checkpoint']}")
 
 
+def cmd_pretrain_mlm(a):
+    from mtbert_lib.beyond import pretrain_mlm
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    r = pretrain_mlm(a.model, a.out, steps=a.steps, max_seconds=a.max_seconds, batch_size=a.batch_size, lr=a.lr,
+                     max_length=a.max_length, heldout=a.heldout, seed=a.seed)
+    print(f"wrote {r['folder']} ({r['steps']} steps, {r['wall_s']}s); masked-token accuracy on held-out training "
+          f"sentences {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}; fine-tune with --model {r['folder']}")
+
+
 def cmd_predict(a):
     from mtbert_lib.training import predict_checkpoint
     if not Path(a.checkpoint).is_file():
@@ -236,6 +247,19 @@ def build_parser():
     t.add_argument("--threads", type=int)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+    m = sub.add_parser("pretrain-mlm", help="further MLM pretraining on the training sentences of SST, Quora and STS "
+                                            "(notebook 11); writes a checkpoint folder for --model PATH")
+    m.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"), help="minilm | bert-base-uncased | checkpoint folder")
+    m.add_argument("--out", required=True, help="checkpoint folder to write, e.g. runs/mlm-minilm")
+    m.add_argument("--steps", type=int, default=2000)
+    m.add_argument("--max-seconds", type=float, help="stop after this many seconds of training (CPU budget)")
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--lr", type=float, default=5e-5)
+    m.add_argument("--max-length", type=int, default=64)
+    m.add_argument("--heldout", type=int, default=512, help="training sentences held out to measure masked-token accuracy")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int)
+    m.set_defaults(func=cmd_pretrain_mlm)
     pr = sub.add_parser("predict", help="write CS224N prediction files from a checkpoint")
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--out", default="predictions")

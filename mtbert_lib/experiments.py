@@ -26,6 +26,7 @@ def _sentiment(task, mode):
 
 _rr_balanced = TrainConfig(name="rr-balanced", schedule="balanced", batch_size=8, update="sum", sts_head="classification")
 _specialized = replace(_rr_balanced, name="rr-balanced-specialized", update="per_task", sts_head="regression")
+_MLM_FOLDER = "runs/mlm-minilm"  # MiniLM pretrained further with MLM on the training sentences (notebook 11)
 
 EXPERIMENTS = {c.name: c for c in [
     # §4.1: the single-task sentiment classifier, frozen encoder ('pretrain') or fine-tuned
@@ -52,7 +53,16 @@ EXPERIMENTS = {c.name: c for c in [
     replace(_specialized, name="fig5-mt-kl", consistency="kl"),
     # Appendix: weight decay
     *[replace(_specialized, name=f"wd-{wd:g}", weight_decay=wd, **_MT) for wd in (0.0, 0.01, 0.1)],
+    # Beyond the paper (notebook 11): the best multitask row with one technique each, and all of them together.
+    # PCGrad compares the tasks' gradients at the same weights, so it steps once per round: 'pcgrad-sum' is the
+    # same row with a plain summed step, which separates the surgery from the change of update mode.
+    replace(_specialized, name="pcgrad", update="pcgrad"),
+    replace(_specialized, name="pcgrad-sum", update="sum"),
+    replace(_specialized, name="smart", smart_weight=1.0),
+    replace(_specialized, name="mlm", model=_MLM_FOLDER),  # written by `mtbert pretrain-mlm --out runs/mlm-minilm`
+    replace(_specialized, name="beyond-best", model=_MLM_FOLDER, update="pcgrad", smart_weight=1.0),
 ]}
+BEYOND = ["pcgrad", "pcgrad-sum", "smart", "mlm", "beyond-best"]
 
 TABLE1 = ["only-sst", "only-sst-mt", "only-para-mt", "only-sts-mse-mt", "rr-uneven", "rr-balanced",
           "rr-balanced-specialized", "rr-balanced-specialized-mt"]

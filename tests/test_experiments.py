@@ -1,6 +1,7 @@
 """The named experiments: a row on top of an encoder's recipe keeps exactly what the paper varies, bert-base runs the
 paper's own configuration, and the sweep variants that notebook 09 reads from a Table 1 row really are that row."""
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ def test_bert_base_runs_the_papers_configuration():
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_tuned_recipe_keeps_what_the_paper_varies(name):
     row, cfg = EXPERIMENTS[name], get_experiment(name)  # MiniLM: the tuned recipe
-    assert cfg.recipe == "tuned" and run_name(cfg) == f"{name}-minilm-tuned-seed0"
+    model = Path(row.model).name  # 'minilm', or the folder of an encoder pretrained further from it
+    assert cfg.recipe == "tuned" and run_name(cfg) == f"{name}-{model}-tuned-seed0"
     for k in PAPER_SWITCHES:
         assert getattr(cfg, k) == getattr(row, k), (name, k)
     # the STS loss is a paper switch: 6-way cross-entropy rows keep their head, MSE rows take the recipe's
@@ -37,6 +39,19 @@ def test_tuned_recipe_keeps_what_the_paper_varies(name):
     else:
         assert (cfg.lr, cfg.head_lr, cfg.pooling) == (RECIPES["tuned"]["lr"], RECIPES["tuned"]["head_lr"], "mean")
     cfg.validate()
+
+
+def test_beyond_experiments_change_one_thing_each_on_the_best_row():
+    """Notebook 11: each technique is the best multitask row with its own switch; beyond-best combines them."""
+    from mtbert_lib.experiments import BEYOND
+    best = EXPERIMENTS["rr-balanced-specialized"]
+    changed = {n: {k: v for k, v in asdict(EXPERIMENTS[n]).items() if k != "name" and v != getattr(best, k)} for n in BEYOND}
+    assert changed == {"pcgrad": {"update": "pcgrad"}, "pcgrad-sum": {"update": "sum"}, "smart": {"smart_weight": 1.0},
+                       "mlm": {"model": "runs/mlm-minilm"},
+                       "beyond-best": {"update": "pcgrad", "smart_weight": 1.0, "model": "runs/mlm-minilm"}}
+    cfg = get_experiment("mlm")  # a path model keeps MiniLM's recipe and names the run after its folder
+    assert cfg.recipe == "tuned" and cfg.model == "runs/mlm-minilm" and run_name(cfg) == "mlm-mlm-minilm-tuned-seed0"
+    assert get_experiment("mlm", "minilm").model == "minilm"  # --model overrides the folder
 
 
 def test_unknown_recipe_is_one_line():
