@@ -64,7 +64,7 @@ class MLMHead(nn.Module):
     def forward(self, h, word_embeddings):  # (..., H), (V, H) -> (..., V)
         return F.linear(self.LayerNorm(F.gelu(self.dense(h))), word_embeddings, self.bias)
 
-
+# %% ../notebooks/11_beyond.ipynb #c013
 _HEAD_KEYS = {"dense.weight": "transform.dense.weight", "dense.bias": "transform.dense.bias", "bias": "bias",
               "LayerNorm.weight": "transform.LayerNorm.weight", "LayerNorm.bias": "transform.LayerNorm.bias"}
 
@@ -102,7 +102,7 @@ def _config(folder):
     from mtbert_lib.model import BertConfig
     return BertConfig.from_json(Path(folder) / "config.json")
 
-# %% ../notebooks/11_beyond.ipynb #c014
+# %% ../notebooks/11_beyond.ipynb #c015
 _OURS_TO_HF = {ours: hf for hf, ours in _LAYER_MAP.items()}
 
 
@@ -137,7 +137,7 @@ def save_checkpoint_folder(model: BertForMLM, folder, vocab_from: str = "minilm"
         (folder / "mlm_pretraining.json").write_text(json.dumps(extra, indent=1))
     return folder
 
-# %% ../notebooks/11_beyond.ipynb #c016
+# %% ../notebooks/11_beyond.ipynb #c017
 def _batches(encoded, batch_size, rng):
     order = rng.permutation(len(encoded))
     return [[encoded[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
@@ -157,20 +157,30 @@ def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234)
     return correct / max(total, 1)
 
 
-def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
-                 batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
-                 limit: int | None = None, seed: int = 0, log=print) -> dict:
-    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given)."""
+def _check_mlm_args(steps, batch_size, lr, heldout):
     if steps < 1 or batch_size < 1 or not lr > 0 or heldout < 1:
         raise ValueError(f"pretrain_mlm: steps, batch_size and heldout must be ≥ 1 and lr > 0, got {steps}, {batch_size}, {heldout}, {lr}")
-    torch.manual_seed(seed)
-    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model)
+
+
+def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
+    """The training sentences, shuffled, tokenized: the first `heldout` for the accuracy check, the rest to train on."""
     texts = training_sentences(limit=limit)
-    rng = np.random.default_rng(seed)
     texts = [texts[i] for i in rng.permutation(len(texts))]
     held, train_enc = tok.encode(texts[:heldout], max_length=max_length), tok.encode(texts[heldout:], max_length=max_length)
     if not train_enc:
         raise ValueError(f"pretrain_mlm: all {len(texts)} sentences are held out (heldout={heldout}); nothing left to train on")
+    return held, train_enc
+
+# %% ../notebooks/11_beyond.ipynb #c018
+def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
+                 batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
+                 limit: int | None = None, seed: int = 0, log=print) -> dict:
+    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given)."""
+    _check_mlm_args(steps, batch_size, lr, heldout)
+    torch.manual_seed(seed)
+    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model)
+    rng = np.random.default_rng(seed)
+    held, train_enc = _mlm_data(tok, max_length, heldout, limit, rng)
     before = masked_accuracy(net, tok, held)
     log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f}")
     opt, g, losses, t0 = AdamW(net.parameters(), lr=lr, weight_decay=0.01), torch.Generator().manual_seed(seed), [], time.time()
@@ -193,8 +203,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
                 break
         if len(losses) == done:
             raise ValueError("pretrain_mlm: a whole pass over the sentences drew no masked token (sentences too short?)")
-    wall = time.time() - t0
-    after = masked_accuracy(net, tok, held)
+    wall, after = time.time() - t0, masked_accuracy(net, tok, held)
     log(f"{len(losses)} steps in {wall:.0f}s; masked-token accuracy after: {after:.3f}")
     result = {"model": model, "steps": len(losses), "wall_s": round(wall, 1), "batch_size": batch_size, "lr": lr,
               "max_length": max_length, "seed": seed, "train_sentences": len(train_enc), "heldout_sentences": len(held),
@@ -203,7 +212,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
         result["folder"] = str(save_checkpoint_folder(net, out, vocab_from=model, extra=result))
     return result
 
-# %% ../notebooks/11_beyond.ipynb #c021
+# %% ../notebooks/11_beyond.ipynb #c023
 def pcgrad(grads: list, rng: random.Random | None = None):
     """grads: one flat gradient vector per task. Returns (combined gradient, conflicting pairs, pairs): the sum of
     the PCGrad-projected gradients, and how many task pairs had a negative inner product before projection."""
@@ -225,7 +234,7 @@ def pcgrad(grads: list, rng: random.Random | None = None):
         projected.append(g)
     return torch.stack(projected).sum(0).to(grads[0].dtype), conflicts, n * (n - 1) // 2
 
-# %% ../notebooks/11_beyond.ipynb #c025
+# %% ../notebooks/11_beyond.ipynb #c027
 def take_grads(model) -> list:
     """The trainable parameters' gradients (None where a task did not reach), which are then cleared."""
     grads = []
@@ -248,7 +257,7 @@ def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
         params[k].grad = part.view_as(params[k]).to(params[k].dtype)
     return conflicts / pairs if pairs else 0.0
 
-# %% ../notebooks/11_beyond.ipynb #c029
+# %% ../notebooks/11_beyond.ipynb #c031
 class _Perturb:
     """Forward hook: adds δ (created at the first call, Gaussian with std `noise`) to the module's output."""
     def __init__(self, noise: float):

@@ -55,7 +55,7 @@ class World:
         if self.size > 1:
             dist.barrier()
 
-
+# %% ../notebooks/12_scale_out.ipynb #c010
 _WORLD = World()
 
 
@@ -89,7 +89,7 @@ def init_from_env(device=None) -> World:
     _WORLD = World(dist.get_rank(), dist.get_world_size(), device)
     return _WORLD
 
-# %% ../notebooks/12_scale_out.ipynb #c013
+# %% ../notebooks/12_scale_out.ipynb #c014
 def wrap(model, world: World | None = None):
     """The model inside DistributedDataParallel (its gradients averaged over the ranks in backward); alone: the model."""
     world = world or current()
@@ -105,7 +105,7 @@ def no_sync(net, sync: bool = True):
     synchronised backward averages their sum."""
     return net.no_sync() if not sync and hasattr(net, "no_sync") else nullcontext()
 
-# %% ../notebooks/12_scale_out.ipynb #c015
+# %% ../notebooks/12_scale_out.ipynb #c016
 def mine(batches: list, world: World | None = None) -> list:
     """This rank's evaluation batches: every size-th one, from its rank on."""
     world = world or current()

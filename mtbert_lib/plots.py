@@ -44,7 +44,7 @@ def load_results(folder="results", recursive: bool = False, complete_only: bool 
             rows.append(row)
     return pd.DataFrame(rows)
 
-
+# %% ../notebooks/09_figures.ipynb #c005
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The best-dev epoch of each run (the checkpoint `best.pt` keeps)."""
     return df[df.epoch == df.best_epoch].reset_index(drop=True)
@@ -72,7 +72,7 @@ def pm(mean, std, n=None, digits=3) -> str:
     s = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and np.isfinite(std) else "")
     return s + (f" ({n})" if n is not None else "")
 
-# %% ../notebooks/09_figures.ipynb #c005
+# %% ../notebooks/09_figures.ipynb #c006
 def load_baselines(folder="results", model="minilm") -> dict | None:
     p = Path(folder) / f"baselines-{model}.json"
     return json.loads(p.read_text()) if p.is_file() else None
@@ -95,7 +95,7 @@ def draw_baselines(ax, lines, vertical: bool = False):
     for (label, v), style in zip(lines, ["--", ":", "-."]):
         (ax.axvline if vertical else ax.axhline)(v, ls=style, color="0.35", lw=1, label=f"{label} {v:.3f}")
 
-# %% ../notebooks/09_figures.ipynb #c008
+# %% ../notebooks/09_figures.ipynb #c009
 def search_table(search: pd.DataFrame) -> pd.DataFrame:
     """One row per search setting (tag): its knobs, epochs and best-epoch dev metrics."""
     b = best_rows(search)
@@ -120,7 +120,7 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c014
+# %% ../notebooks/09_figures.ipynb #c015
 def table1(df: pd.DataFrame, quick: bool = False, recipe: str | None = None) -> pd.DataFrame:
     d = df[(df.quick == quick) & ((df.recipe == recipe) if recipe else True)]
     t = summarize(d, TABLE1)
@@ -158,7 +158,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c018
+# %% ../notebooks/09_figures.ipynb #c019
 SWEEPS = {
     "fig3_batch_size": ["fig3-batch8", "fig3-batch32", "fig3-batch64"],
     "fig4_sts_loss": ["fig4-sts-ce", "fig4-sts-mse"],
@@ -198,7 +198,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c025
+# %% ../notebooks/09_figures.ipynb #c026
 def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
     """(mean_a − mean_b, verdict): 'a > b', 'a < b', 'within seed noise' or 'unsettled (n runs)'."""
     s = summarize(df, [a, b], [task])
@@ -212,7 +212,7 @@ def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
         return diff, "within seed noise"
     return diff, f"{a} {'>' if diff > 0 else '<'} {b}"
 
-
+# %% ../notebooks/09_figures.ipynb #c027
 CLAIMS = [  # (the paper's claim, row a, row b, task, the paper's sign of a − b, the figure that shows it)
     ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1,
      "figures/table1.png"),

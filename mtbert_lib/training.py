@@ -5,9 +5,9 @@ __all__ = ['SCHEDULES', 'AUTOCAST_DTYPES', 'MAX_SKIPPED_STEPS_IN_A_ROW', 'single
            'balanced_round_robin', 'MethodConfig', 'TrainConfig', 'predict_split', 'evaluate', 'to_device',
            'cpu_has_native_bf16', 'auto_precision', 'resolve_precision', 'native_bf16', 'use_bf16', 'autocast',
            'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'provenance', 'NonFiniteLoss',
-           'param_groups', 'lr_factor', 'set_lr', 'build_model', 'train', 'validate_config', 'Run', 'start_run',
-           'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints', 'same_config', 'load_last', 'run_name',
-           'write_result', 'load_best_checkpoint', 'predict_checkpoint', 'step_loss_curves']
+           'param_groups', 'lr_factor', 'set_lr', 'build_model', 'train_step', 'train', 'validate_config', 'Run',
+           'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints', 'same_config', 'load_last',
+           'run_name', 'write_result', 'load_best_checkpoint', 'predict_checkpoint', 'step_loss_curves']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import beyond, distributed  # notebook 11 (PCGrad, SMART) and 12 (DDP): off unless a config asks
 from .data import data_edition
 from .model import BertModel, BertConfig
 from .multitask import POOLINGS, STS_HEADS, MultitaskBERT, pair_encodings
@@ -66,6 +67,7 @@ class MethodConfig:
     batch_size: int = 8
     batch_sizes: dict | None = None  # uneven schedule: per task
     update: str = "per_task"  # per_task: one step after each task's batch | sum: one summed loss and step per round
+    #                           | pcgrad: one step per round on the gradient-surgery sum of the tasks' gradients (notebook 11)
     epochs: int = 10
     lr: float = 1e-5
     head_lr: float | None = None  # learning rate of the freshly initialised task heads (None: lr)
@@ -83,6 +85,11 @@ class MethodConfig:
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(decay, 1 − 1/(t+1))
     eval_teacher: bool = True  # with Mean Teacher: evaluate (and keep) the teacher
+    smart_weight: float = 0.0  # SMART (notebook 11): λ_s of the adversarial smoothness loss; 0 = off
+    smart_steps: int = 1  # SMART: ascent steps on the perturbation δ
+    smart_eps: float = 1e-5  # SMART: radius of δ's ∞-norm ball
+    smart_noise: float = 1e-5  # SMART: standard deviation of δ's initial Gaussian noise
+    smart_step_size: float = 1e-3  # SMART: ascent step size η (the step is normalised by its ∞-norm per token)
 
 # %% ../notebooks/07_round_robin.ipynb #c015
 @dataclass
@@ -126,12 +133,12 @@ def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", p
     was_training = model.training
     model.eval()
     preds = np.zeros(len(split))
-    for b in make_batches(split.lengths(), batch_size, bucket=-1):
+    for b in distributed.mine(make_batches(split.lengths(), batch_size, bucket=-1)):  # DDP: every N-th batch (alone: all)
         batch = to_device(collate(split, b, tokenizer), device)
         with autocast(device, precision):
             preds[b] = model.predict(split.task, model(split.task, batch)).float().cpu().numpy()
     model.train(was_training)
-    return preds
+    return distributed.combine(preds)  # DDP: every rank gets every prediction
 
 
 def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu", precision="fp32") -> dict:
@@ -241,7 +248,8 @@ def provenance(cfg, device) -> dict:
     return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
             "model": cfg.model, "data_edition": data_edition(), "seed": cfg.seed, "device": str(device),
             "hardware": hardware, "precision": precision + (" + loss scaling" if precision == "fp16" else ""),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": torch.__version__, "python": platform.python_version(),
+            **({"world_size": distributed.current().size} if distributed.current().size > 1 else {})}  # DDP
 
 # %% ../notebooks/07_round_robin.ipynb #c027
 class NonFiniteLoss(RuntimeError):
@@ -284,47 +292,64 @@ def build_model(cfg, encoder_config: dict | None = None):
     return MultitaskBERT(enc, cfg.pooling, cfg.pair_encoding, cfg.sts_head, cfg.dropout, cfg.freeze_encoder)
 
 # %% ../notebooks/07_round_robin.ipynb #c029
+def train_step(R, net, group: list, record, epoch: int):
+    """One optimizer step on the batches of `group`: forward, loss (+ consistency, + SMART), backward; then step, EMA."""
+    cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
+    R.opt.zero_grad(set_to_none=True)
+    step_begin(cfg.compile)
+    task_grads = []  # pcgrad: each task's gradient, kept apart
+    for i, (task, idx) in enumerate(group):
+        idx, factor = R.world.shard(idx)  # DDP: this rank's part of the batch and its loss factor (alone: all, 1)
+        batch = to_device(collate(R.train_sets[task], idx, R.tok), R.device)
+        with autocast(R.device, R.precision), distributed.no_sync(net, i == len(group) - 1):  # DDP: one all-reduce a step
+            out = net(task, batch)
+            loss = model.loss(task, out.float(), batch["labels"])
+            if teacher is not None:  # Mean Teacher: λ(step) · distance to the teacher's outputs
+                loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
+            if cfg.smart_weight > 0:  # SMART: how far the outputs move under a small adversarial nudge
+                loss = loss + cfg.smart_weight * beyond.smart_loss(model, task, batch, out.float(), cfg)
+        loss, seen = R.world.weigh(loss, factor)  # DDP: the rank's weighted loss; the global batch's (alone: loss)
+        finite = loss_is_finite(seen, scaler, state["step"], epoch, task)  # fp32/bf16: stop if not
+        scaler.scale(loss).backward()  # fp16: the loss is scaled up first; otherwise as it is
+        record.batch(task, seen, finite)
+        if cfg.update == "pcgrad":
+            task_grads.append(beyond.take_grads(model))
+    if cfg.update == "pcgrad":  # gradient surgery: the projected sum becomes the gradient
+        record.conflicts.append(beyond.pcgrad_step(model, task_grads, seed=(cfg.seed, state["step"])))
+    set_lr(R.opt, cfg, state["step"], R.total_steps)
+    stepped = optimizer_step(R.opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
+    state["step"] += 1
+    record.step(stepped, state, scaler, epoch)  # fp16: a long streak of skipped steps = diverged
+    if teacher is not None and stepped:
+        teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
+
+# %% ../notebooks/07_round_robin.ipynb #c030
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
     R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.pt's state
-    model, opt, teacher, scaler, state = R.model, R.opt, R.teacher, R.scaler, R.state
+    state, log, progress = R.state, R.log, progress and R.world.is_main  # DDP: rank 0 speaks for all
     if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
         return write_result(cfg, state, R.device, results_dir, R.dir)
     if cfg.eval_before and "dev_before" not in state:  # "epoch 0": what the encoder scores untrained
         state["dev_before"] = R.evaluate(R.dev_sets)
         log("before training: dev " + ", ".join(f"{t} {v:.3f}" for t, v in state["dev_before"].items()))
+    net = distributed.wrap(R.model)  # DDP: averages the gradients over the ranks in backward; alone: the model itself
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout noise: a function of (seed, epoch) too
+        torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * R.world.rank)  # dropout noise: (seed, epoch, DDP rank)
         rounds, record = cfg.sample_epoch(R.lengths, epoch), EpochRecord(cfg.tasks)
-        model.train()
+        R.model.train()
         for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            for group in ([rnd] if cfg.update == "sum" else [[b] for b in rnd]):  # the batches of one step
-                opt.zero_grad(set_to_none=True)
-                step_begin(cfg.compile)
-                for task, idx in group:
-                    batch = to_device(collate(R.train_sets[task], idx, R.tok), R.device)
-                    with autocast(R.device, R.precision):
-                        out = model(task, batch)
-                        loss = model.loss(task, out.float(), batch["labels"])
-                        if teacher is not None:  # Mean Teacher: λ(step) · distance to the teacher's outputs
-                            loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
-                    finite = loss_is_finite(loss, scaler, state["step"], epoch, task)  # fp32/bf16: stop if not
-                    scaler.scale(loss).backward()  # fp16: the loss is scaled up first; otherwise as it is
-                    record.batch(task, loss, finite)
-                set_lr(opt, cfg, state["step"], R.total_steps)
-                stepped = optimizer_step(opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
-                state["step"] += 1
-                record.step(stepped, state, scaler, epoch)  # fp16: a long streak of skipped steps = diverged
-                if teacher is not None and stepped:
-                    teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
+            for group in ([rnd] if cfg.update in ("sum", "pcgrad") else [[b] for b in rnd]):  # the batches of one step
+                train_step(R, net, group, record, epoch)
         dev, tr = R.evaluate(R.dev_sets), R.evaluate(R.train_eval)  # the teacher, when it is the model kept
         end_epoch(R, epoch, t0, dev, tr, record, log)  # the history entry and the log line
         save_checkpoints(R, epoch, dev)  # best.pt when dev improved; last.pt, where resume=True restarts
         result = write_result(cfg, state, R.device, results_dir, R.dir)
+    R.world.barrier()  # DDP: no rank returns before rank 0 has written the result
     return result
 
-# %% ../notebooks/07_round_robin.ipynb #c031
+# %% ../notebooks/07_round_robin.ipynb #c032
 # Plumbing: checking a config (one clear line per bad setting, before any work)
 def validate_config(cfg):
     def bad(msg):
@@ -332,7 +357,7 @@ def validate_config(cfg):
     for t in (*cfg.tasks, *cfg.eval_tasks):
         if t not in TASKS:
             bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
-    choices = [("schedule", SCHEDULES), ("update", ("per_task", "sum")), ("precision", ("auto", "fp32", "bf16", "fp16")),
+    choices = [("schedule", SCHEDULES), ("update", ("per_task", "sum", "pcgrad")), ("precision", ("auto", "fp32", "bf16", "fp16")),
                ("compile", ("none", "default", "reduce-overhead", "max-autotune")), ("consistency", ("none", "mse", "kl")),
                ("optimizer_impl", ("loop", "foreach", "fused")), ("pooling", POOLINGS), ("sts_head", STS_HEADS)]
     for k, allowed in choices:
@@ -354,13 +379,19 @@ def validate_config(cfg):
         bad(f"schedule 'uneven' needs batch_sizes for each of {cfg.tasks}")
     if not 0 <= cfg.ema_decay < 1 or cfg.epochs < 1 or cfg.max_length < 8:
         bad("ema_decay must be in [0, 1), epochs ≥ 1, max_length ≥ 8")
+    if not (cfg.smart_weight >= 0 and cfg.smart_eps > 0 and cfg.smart_noise >= 0 and cfg.smart_step_size > 0):
+        bad("smart_weight and smart_noise must be ≥ 0, smart_eps and smart_step_size > 0")
+    if int(cfg.smart_steps) != cfg.smart_steps or cfg.smart_steps < 1:
+        bad(f"smart_steps must be an integer ≥ 1, got {cfg.smart_steps}")
+    if cfg.smart_weight > 0 and cfg.compile != "none":
+        bad("SMART perturbs the embeddings through a forward hook; it needs compile='none'")
     try:
         pair_encodings(cfg.pair_encoding)
     except ValueError as e:
         bad(str(e))
     return cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c032
+# %% ../notebooks/07_round_robin.ipynb #c033
 # Plumbing: a run's set-up (the order of the random draws is part of the numbers: change nothing lightly)
 @dataclass
 class Run:
@@ -381,6 +412,8 @@ class Run:
     teacher: object  # a MeanTeacher (notebook 08) or None
     scaler: object
     state: dict
+    world: object = distributed.World()  # DDP (notebook 12): this process's rank among the training processes
+    log: object = print  # rank 0's log; the other ranks stay quiet
 
     def eval_model(self):
         """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""
@@ -391,14 +424,19 @@ class Run:
         return evaluate(model, splits, self.tok, self.cfg.eval_batch_size, self.device,
                         self.precision)
 
-# %% ../notebooks/07_round_robin.ipynb #c033
+# %% ../notebooks/07_round_robin.ipynb #c034
 # Plumbing: a run's set-up, continued
 def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     cfg.validate()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    world = distributed.init_from_env(device)  # DDP: under torchrun, this process's rank and device; else a world of one
+    device, log = world.device, (log if world.is_main else (lambda *a, **k: None))
+    if world.size > 1 and (cfg.update == "pcgrad" or cfg.smart_weight > 0):
+        raise ValueError(f"config {cfg.name!r}: PCGrad and SMART run in one process only (not under torchrun)")
     precision = resolve_precision(cfg.precision, device)  # fp32 | bf16 | fp16 (section 4)
     run = Path(run_dir) / run_name(cfg)
-    run.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     tok = load_tokenizer(cfg.model)
     model = build_model(cfg).to(device)
@@ -422,16 +460,17 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
     R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
-            teacher, scaler, state)
+            teacher, scaler, state, world, log)
     if resume and (run / "last.pt").exists():
         load_last(R, log)
     return R
 
-# %% ../notebooks/07_round_robin.ipynb #c034
+# %% ../notebooks/07_round_robin.ipynb #c035
 # Plumbing: one epoch's record (per-batch losses and tasks, fp16 skipped steps) and its history entry
 class EpochRecord:
     def __init__(self, tasks):
         self.tasks, self.losses, self.order, self.skipped = tuple(tasks), {t: [] for t in tasks}, [], 0
+        self.conflicts = []  # pcgrad: the share of conflicting task pairs at each step (notebook 11)
 
     def batch(self, task: str, loss, finite: bool):
         self.losses[task].append(loss.item() if finite else None)  # None: fp16 overflow (the scaler skips that step)
@@ -450,8 +489,11 @@ class EpochRecord:
     def steps(self) -> dict:
         """step_losses: each task's batch losses in order (5 significant digits; None where not finite);
         step_tasks: one digit per batch in training order, the index of its task in config.tasks."""
-        return {"step_losses": {t: [None if x is None else float(f"{x:.5g}") for x in v] for t, v in self.losses.items()},
-                "step_tasks": "".join(str(self.tasks.index(t)) for t in self.order)}
+        out = {"step_losses": {t: [None if x is None else float(f"{x:.5g}") for x in v] for t, v in self.losses.items()},
+               "step_tasks": "".join(str(self.tasks.index(t)) for t in self.order)}
+        if self.conflicts:
+            out["pcgrad_conflict_share"] = [round(c, 4) for c in self.conflicts]
+        return out
 
 
 def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
@@ -461,7 +503,7 @@ def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}, task {task}")
     return finite
 
-# %% ../notebooks/07_round_robin.ipynb #c035
+# %% ../notebooks/07_round_robin.ipynb #c036
 # Plumbing: the end of an epoch — its history entry (in R.state, so last.pt carries it) and its log line
 def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochRecord, log) -> dict:
     cfg, state = R.cfg, R.state
@@ -484,9 +526,11 @@ def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochR
         f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
     return entry
 
-# %% ../notebooks/07_round_robin.ipynb #c036
+# %% ../notebooks/07_round_robin.ipynb #c037
 # Plumbing: checkpoints — best.pt (the model kept) and last.pt (everything a resumed run needs)
 def _atomic_save(obj, path: Path):
+    if not distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
+        return
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -525,7 +569,7 @@ def load_last(R: Run, log):
     torch.set_rng_state(ck["rng"]["torch"])
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
-# %% ../notebooks/07_round_robin.ipynb #c037
+# %% ../notebooks/07_round_robin.ipynb #c038
 # Plumbing: the result file (results/<run>.json) and loading a trained model back
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
@@ -541,7 +585,7 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
               "best_dev": best["dev"], "wall_s": round(state["wall_s"], 1), "checkpoint": str(run / "best.pt")}
     if "dev_before" in state:
         result["dev_before"] = state["dev_before"]
-    if results_dir:
+    if results_dir and distributed.is_main():  # DDP: rank 0 writes
         out = Path(results_dir) / f"{run_name(cfg)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
@@ -564,7 +608,7 @@ def load_best_checkpoint(path):
     model.load_state_dict(ck["model"])
     return model.eval(), load_tokenizer(cfg.model), cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c039
+# %% ../notebooks/07_round_robin.ipynb #c040
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
     model, tok, cfg = load_best_checkpoint(checkpoint)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -578,7 +622,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
             written.append(write_predictions(task, split, s.ids, p.tolist(), out_dir))
     return written
 
-# %% ../notebooks/07_round_robin.ipynb #c043
+# %% ../notebooks/07_round_robin.ipynb #c044
 def step_loss_curves(result: dict) -> dict:
     """{task: (batch numbers, losses)} over all epochs of a result (train()'s return value or its JSON); batches are
     counted from 1 in training order (= optimizer steps with update='per_task'); non-finite losses are left out."""

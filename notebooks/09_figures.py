@@ -79,7 +79,8 @@ def load_results(folder="results", recursive: bool = False, complete_only: bool 
             rows.append(row)
     return pd.DataFrame(rows)
 
-
+# %%
+#| export
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The best-dev epoch of each run (the checkpoint `best.pt` keeps)."""
     return df[df.epoch == df.best_epoch].reset_index(drop=True)
@@ -420,7 +421,8 @@ def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
         return diff, "within seed noise"
     return diff, f"{a} {'>' if diff > 0 else '<'} {b}"
 
-
+# %%
+#| export
 CLAIMS = [  # (the paper's claim, row a, row b, task, the paper's sign of a − b, the figure that shows it)
     ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1,
      "figures/table1.png"),

@@ -154,7 +154,8 @@ class MLMHead(nn.Module):
     def forward(self, h, word_embeddings):  # (..., H), (V, H) -> (..., V)
         return F.linear(self.LayerNorm(F.gelu(self.dense(h))), word_embeddings, self.bias)
 
-
+# %%
+#| export
 _HEAD_KEYS = {"dense.weight": "transform.dense.weight", "dense.bias": "transform.dense.bias", "bias": "bias",
               "LayerNorm.weight": "transform.LayerNorm.weight", "LayerNorm.bias": "transform.LayerNorm.bias"}
 
@@ -264,20 +265,31 @@ def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234)
     return correct / max(total, 1)
 
 
-def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
-                 batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
-                 limit: int | None = None, seed: int = 0, log=print) -> dict:
-    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given)."""
+def _check_mlm_args(steps, batch_size, lr, heldout):
     if steps < 1 or batch_size < 1 or not lr > 0 or heldout < 1:
         raise ValueError(f"pretrain_mlm: steps, batch_size and heldout must be ≥ 1 and lr > 0, got {steps}, {batch_size}, {heldout}, {lr}")
-    torch.manual_seed(seed)
-    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model)
+
+
+def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
+    """The training sentences, shuffled, tokenized: the first `heldout` for the accuracy check, the rest to train on."""
     texts = training_sentences(limit=limit)
-    rng = np.random.default_rng(seed)
     texts = [texts[i] for i in rng.permutation(len(texts))]
     held, train_enc = tok.encode(texts[:heldout], max_length=max_length), tok.encode(texts[heldout:], max_length=max_length)
     if not train_enc:
         raise ValueError(f"pretrain_mlm: all {len(texts)} sentences are held out (heldout={heldout}); nothing left to train on")
+    return held, train_enc
+
+# %%
+#| export
+def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
+                 batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
+                 limit: int | None = None, seed: int = 0, log=print) -> dict:
+    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given)."""
+    _check_mlm_args(steps, batch_size, lr, heldout)
+    torch.manual_seed(seed)
+    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model)
+    rng = np.random.default_rng(seed)
+    held, train_enc = _mlm_data(tok, max_length, heldout, limit, rng)
     before = masked_accuracy(net, tok, held)
     log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f}")
     opt, g, losses, t0 = AdamW(net.parameters(), lr=lr, weight_decay=0.01), torch.Generator().manual_seed(seed), [], time.time()
@@ -300,8 +312,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
                 break
         if len(losses) == done:
             raise ValueError("pretrain_mlm: a whole pass over the sentences drew no masked token (sentences too short?)")
-    wall = time.time() - t0
-    after = masked_accuracy(net, tok, held)
+    wall, after = time.time() - t0, masked_accuracy(net, tok, held)
     log(f"{len(losses)} steps in {wall:.0f}s; masked-token accuracy after: {after:.3f}")
     result = {"model": model, "steps": len(losses), "wall_s": round(wall, 1), "batch_size": batch_size, "lr": lr,
               "max_length": max_length, "seed": seed, "train_sentences": len(train_enc), "heldout_sentences": len(held),

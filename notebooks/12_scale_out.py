@@ -160,7 +160,8 @@ class World:
         if self.size > 1:
             dist.barrier()
 
-
+# %%
+#| export
 _WORLD = World()
 
 

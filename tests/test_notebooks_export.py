@@ -122,3 +122,21 @@ def test_every_plotting_cell_stores_its_picture(repo_root, name):
     missing = [f"cell {i}: {c.source.strip().splitlines()[0][:70]!r}" for i, c in _drawing_cells(nb)
                if not any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
     assert not missing, f"{name}: plotting cells without a stored picture (rebuild: python tools/notebooks.py build {name[:2]}): {missing}"
+
+
+MAX_TEACHING_LINES = 40
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_teaching_cells_fit_a_screen(repo_root, name):
+    """The teaching path reads a screen at a time: every code cell has at most 40 non-blank lines, except plumbing
+    (checkpoint IO, provenance, precision switches...), whose first line (after nbdev's `#|` directives) says `# Plumbing: what it is`."""
+    import nbformat
+    nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    long = []
+    for i, c in enumerate(nb.cells):
+        lines = [l for l in c.source.splitlines() if l.strip()]
+        body = [l for l in lines if not l.startswith("#|")]  # nbdev directives come first in an exported cell
+        if c.cell_type == "code" and body and not body[0].startswith("# Plumbing:") and len(lines) > MAX_TEACHING_LINES:
+            long.append(f"cell {i} ({len(lines)} lines): {lines[0][:60]!r}")
+    assert not long, f"{name}: teaching cells longer than {MAX_TEACHING_LINES} lines (split them, or mark plumbing): {long}"
