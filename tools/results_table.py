@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from mtbert_lib.experiments import PAPER_TABLE1, PAPER_SENTIMENT  # noqa: E402
 from mtbert_lib import plots  # noqa: E402
@@ -46,7 +47,7 @@ def section(folder: Path) -> str:
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for tag, r in t.iterrows():
             hl = "–" if r.head_lr is None or (isinstance(r.head_lr, float) and np.isnan(r.head_lr)) else f"{r.head_lr:g}"
-            out.append(f"| {tag} | {r.pooling} | {r.lr:g} | {hl} | {r.warmup or 0:g} / {r.lr_decay or 'constant'} | "
+            out.append(f"| {tag} | {r.pooling} | {r.lr:g} | {hl} | {0 if pd.isna(r.warmup) else r.warmup:g} / {'constant' if pd.isna(r.lr_decay) else r.lr_decay} | "
                        f"{r.pair_encoding} | {r.sts_head} | {r.consistency} | {r.epochs} ({r.best_epoch}) | "
                        f"{r.dev_sst:.3f} | {r.dev_quora:.3f} | {r.dev_sts:.3f} | {r.wall_s:.0f} s |")
         out.append("")
