@@ -19,7 +19,7 @@ from mtbert_lib.training import run_name  # noqa: E402
 T1 = ["only-sst", "only-sst-mt", "only-para-mt", "only-sts-mse-mt", "rr-uneven", "rr-balanced",
       "rr-balanced-specialized", "rr-balanced-specialized-mt"]
 CLAIM_ROWS = ["rr-balanced-specialized", "rr-balanced-specialized-mt", "fig5-mt-mse", "rr-balanced", "rr-uneven",
-              "fig4-sts-ce"]
+              "fig4-sts-ce", "fig3-batch32", "fig3-batch64"]  # Fig. 3: batch 8 > 32 / 64 is a claim too
 SWEEP_EXTRA = ["fig5-mt-mse", "fig4-sts-ce", "fig3-batch32", "fig3-batch64", "wd-0.01", "wd-0.1"]
 SECTION41 = ["sst-pretrain", "sst-finetune", "cfimdb-pretrain", "cfimdb-finetune"]
 
