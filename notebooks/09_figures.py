@@ -308,8 +308,11 @@ for quick in (False, True):
 #   epochs; our protocol is two. The likely reason, not yet tested: the consistency weight λ = 1 from the first step
 #   (no ramp-up) ties the freshly initialised Quora head to a teacher that is an average of its own untrained past,
 #   and the EMA with decay 0.999 lags ~1,000 steps behind a student that only takes ~4,500 steps in all — and the
-#   teacher is what is scored. The next runs to tell these apart: `--set eval_student_too=true` (the student's own dev
-#   scores beside the teacher's, notebook 08) and `--set consistency_rampup=1000`.
+#   teacher is what is scored. A diagnostic run tells the two apart (`results/diagnostics/`: seed 0 rerun with
+#   `--set eval_student_too=true`; it reproduced the teacher's scores of the protocol run exactly): the student scores
+#   above its teacher (the lag costs SST most), but the student too stays below the run without Mean Teacher on
+#   Quora — so the consistency term itself slows Quora's learning in two epochs. `--set consistency_rampup=1000` is
+#   the next knob to try.
 # * *Batch 32 and 64* (Fig. 3) train SST and Quora less well in the same two epochs: with a fixed epoch count a larger
 #   batch means 4× / 8× fewer optimizer steps at the same learning rate, as in the paper's own comparison.
 
