@@ -29,6 +29,24 @@ def resolve_data_dir(request) -> Path:
 
 
 @contextmanager
+def interrupt_at_step(n: int):
+    """train() is killed (KeyboardInterrupt, as by Ctrl-C) when it calls the optimizer's step for the n-th time."""
+    import mtbert_lib.training as training
+    calls = {"step": 0}
+
+    class InterruptingAdamW(training.AdamW):
+        def step(self, closure=None):
+            calls["step"] += 1
+            if calls["step"] == n:
+                raise KeyboardInterrupt
+            return super().step(closure)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "AdamW", InterruptingAdamW)
+        yield calls  # calls["step"]: how many steps were attempted
+
+
+@contextmanager
 def data_env(path: Path):
     """$MTBERT_DATA = path for the duration (usable from fixtures of any scope)."""
     with pytest.MonkeyPatch.context() as mp:

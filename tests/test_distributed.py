@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine_helpers import REPO_ROOT, data_env, write_tiny_checkpoint
+from engine_helpers import REPO_ROOT, data_env, interrupt_at_step, write_tiny_checkpoint
 from mtbert_lib import distributed
 from mtbert_lib.cli import main
 from mtbert_lib.distributed import shard
@@ -198,19 +198,9 @@ def test_update_sum_resumed_under_torchrun_ends_where_one_process_ends(tiny, sma
     """update='sum' (three backward passes per step: the first two inside DDP's no_sync), STS as classification: a
     single-process run stopped after epoch 1 is resumed by two processes, and ends where one process ends."""
     steps_per_epoch = 3  # 7 examples per task in batches of 3: 3 rounds, one step each
-    calls = {"n": 0}
-
-    class Interrupting(training.AdamW):
-        def step(self, closure=None):
-            calls["n"] += 1
-            if calls["n"] == steps_per_epoch + 1:
-                raise KeyboardInterrupt
-            return super().step(closure)
-
     with data_env(small_data_dir):
         assert main(cli_args("rr-balanced", tiny, tmp_path / "one")) == 0
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(training, "AdamW", Interrupting)
+        with interrupt_at_step(steps_per_epoch + 1):
             assert main(cli_args("rr-balanced", tiny, tmp_path / "two")) == 130  # interrupted in epoch 2
     (run,) = (tmp_path / "two" / "runs").iterdir()
     assert load_pt(run / "last.pt")["state"]["epoch"] == 1

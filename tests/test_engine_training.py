@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import mtbert_lib.training as training
-from engine_helpers import data_env, one_line, require_minilm, resolve_data_dir, strip_timing
+from engine_helpers import data_env, interrupt_at_step, one_line, require_minilm, resolve_data_dir, strip_timing
 from mtbert_lib.experiments import EXPERIMENTS, get_experiment
 from mtbert_lib.multitask import MultitaskBERT
 from mtbert_lib.training import NonFiniteLoss, TrainConfig, run_name, train
@@ -63,17 +62,7 @@ def resume_runs(request, tmp_path_factory):
     with data_env(resolve_data_dir(request)):
         result_a = train(RESUME_CFG, A / "runs", A / "results", progress=False, log=quiet)
 
-        calls = {"step": 0}
-
-        class InterruptingAdamW(training.AdamW):
-            def step(self, closure=None):
-                calls["step"] += 1
-                if calls["step"] == INTERRUPT_AT_STEP:
-                    raise KeyboardInterrupt
-                return super().step(closure)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(training, "AdamW", InterruptingAdamW)
+        with interrupt_at_step(INTERRUPT_AT_STEP) as calls:
             with pytest.raises(KeyboardInterrupt):
                 train(RESUME_CFG, B / "runs", B / "results", progress=False, log=quiet)
         interrupted_last = load(B / "runs" / run_name(RESUME_CFG) / "last.pt")

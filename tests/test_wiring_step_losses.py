@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mtbert_lib.training as training
-from engine_helpers import data_env
+from engine_helpers import data_env, interrupt_at_step
 from mtbert_lib.training import TrainConfig, evaluate, run_name, step_loss_curves, train
 from wiring_helpers import TrainProbe, load_pt, quiet
 
@@ -71,17 +71,7 @@ def resumed(tiny_bert_dir, small_data_dir, tmp_path_factory):
     A, B = tmp_path_factory.mktemp("A"), tmp_path_factory.mktemp("B")
     with data_env(small_data_dir):
         result_a = train(cfg, A / "runs", A / "results", progress=False, log=quiet)
-        calls = {"step": 0}
-
-        class InterruptingAdamW(training.AdamW):
-            def step(self, closure=None):
-                calls["step"] += 1
-                if calls["step"] == STEPS_PER_EPOCH + 2:
-                    raise KeyboardInterrupt
-                return super().step(closure)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(training, "AdamW", InterruptingAdamW)
+        with interrupt_at_step(STEPS_PER_EPOCH + 2):
             with pytest.raises(KeyboardInterrupt):
                 train(cfg, B / "runs", B / "results", progress=False, log=quiet)
         interrupted = load_pt(B / "runs" / run_name(cfg) / "last.pt")
