@@ -345,6 +345,29 @@ print("the folder loads as an encoder:", type(enc).__name__, enc.config.num_hidd
 print(f"masked-token accuracy on held-out training sentences: before {mlm['accuracy_before']:.3f}, after {mlm['accuracy_after']:.3f}")
 
 # %% [markdown]
+# The full run that the `mlm` and `beyond-best` experiments start from, if it has been made
+# (`mtbert pretrain-mlm --model minilm --out runs/mlm-minilm` writes its record to `results/mlm-pretraining-mlm-minilm.json`):
+
+# %%
+from mtbert_lib.data import project_root
+rec_path = (project_root() or Path("..")) / "results" / "mlm-pretraining-mlm-minilm.json"
+if rec_path.is_file():
+    rec = json.loads(rec_path.read_text())
+    p = rec["provenance"]
+    loss = np.array(rec["loss"])
+    smooth = np.convolve(loss, np.ones(25) / 25, mode="valid") if len(loss) > 50 else loss
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(np.arange(1, len(loss) + 1), loss, lw=0.5, alpha=0.4, label="per step")
+    ax.plot(np.arange(len(loss) - len(smooth) + 1, len(loss) + 1), smooth, label="mean of 25 steps")
+    ax.set(xlabel="step", ylabel="MLM loss", title=f"MiniLM, further MLM pretraining: {rec['steps']} steps of {rec['batch_size']}")
+    ax.legend(fontsize=8); fig.tight_layout(); plt.show()
+    print(f"masked-token accuracy on {rec['heldout_sentences']} held-out training sentences: before {rec['accuracy_before']:.3f}, "
+          f"after {rec['accuracy_after']:.3f} | {rec['train_sentences']} training sentences, {rec['wall_s'] / 60:.0f} min on "
+          f"{p['hardware']}, git {p['git_revision']}")
+else:
+    print(f"no full MLM pretraining recorded yet ({rec_path.name})")
+
+# %% [markdown]
 # ## 2. Gradient surgery (PCGrad)
 #
 # With one step per round (`update="sum"`), the three tasks' gradients are simply added. If two of them conflict —
