@@ -212,7 +212,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
         result["folder"] = str(save_checkpoint_folder(net, out, vocab_from=model, extra=result))
     return result
 
-# %% ../notebooks/11_beyond.ipynb #c023
+# %% ../notebooks/11_beyond.ipynb #c025
 def pcgrad(grads: list, rng: random.Random | None = None):
     """grads: one flat gradient vector per task. Returns (combined gradient, conflicting pairs, pairs): the sum of
     the PCGrad-projected gradients, and how many task pairs had a negative inner product before projection."""
@@ -234,7 +234,7 @@ def pcgrad(grads: list, rng: random.Random | None = None):
         projected.append(g)
     return torch.stack(projected).sum(0).to(grads[0].dtype), conflicts, n * (n - 1) // 2
 
-# %% ../notebooks/11_beyond.ipynb #c027
+# %% ../notebooks/11_beyond.ipynb #c029
 def take_grads(model) -> list:
     """The trainable parameters' gradients (None where a task did not reach), which are then cleared."""
     grads = []
@@ -257,7 +257,7 @@ def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
         params[k].grad = part.view_as(params[k]).to(params[k].dtype)
     return conflicts / pairs if pairs else 0.0
 
-# %% ../notebooks/11_beyond.ipynb #c031
+# %% ../notebooks/11_beyond.ipynb #c033
 class _Perturb:
     """Forward hook: adds δ (created at the first call, Gaussian with std `noise`) to the module's output."""
     def __init__(self, noise: float):

@@ -104,6 +104,15 @@ def cmd_pretrain_mlm(a):
         torch.set_num_threads(a.threads)
     r = pretrain_mlm(a.model, a.out, steps=a.steps, max_seconds=a.max_seconds, batch_size=a.batch_size, lr=a.lr,
                      max_length=a.max_length, heldout=a.heldout, seed=a.seed)
+    if a.results_dir:  # the record (loss curve, masked-token accuracy, provenance) that notebook 11 draws from
+        import json
+        from types import SimpleNamespace
+        from mtbert_lib.training import provenance
+        r["provenance"] = provenance(SimpleNamespace(model=a.model, seed=a.seed, precision="fp32"), "cpu")
+        out = Path(a.results_dir) / f"mlm-pretraining-{Path(a.out).name}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(r, indent=1))
+        print(f"wrote {out}")
     print(f"wrote {r['folder']} ({r['steps']} steps, {r['wall_s']}s); masked-token accuracy on held-out training "
           f"sentences {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}; fine-tune with --model {r['folder']}")
 
@@ -259,6 +268,7 @@ def build_parser():
     m.add_argument("--heldout", type=int, default=512, help="training sentences held out to measure masked-token accuracy")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--threads", type=int)
+    m.add_argument("--results-dir", default="results", help="where to write the run's record (loss, accuracy, provenance); '' = nowhere")
     m.set_defaults(func=cmd_pretrain_mlm)
     pr = sub.add_parser("predict", help="write CS224N prediction files from a checkpoint")
     pr.add_argument("--checkpoint", required=True)

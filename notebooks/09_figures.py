@@ -468,3 +468,91 @@ def claim_sentences(df: pd.DataFrame) -> list:
 
 # %%
 print("\n".join(claim_sentences(with_aliases(df[~df.quick]) if len(df) else df)))
+
+# %% [markdown]
+# ## 7. Beyond the paper: further MLM pretraining, gradient surgery, SMART
+#
+# Notebook 11 builds the three techniques; each is the best multitask row (`rr-balanced-specialized`) with one
+# change, and `beyond-best` combines them. The table gives each one's dev scores (mean ± std over seeds) and its
+# difference from that row; the verdict uses the same rule as the claims above. `pcgrad` changes two things — the
+# surgery and one step per round instead of one per task — so `pcgrad − pcgrad-sum` is the surgery alone.
+
+# %%
+#| export
+BASE_ROW = "rr-balanced-specialized"
+BEYOND_LABELS = {"pcgrad": "gradient surgery (PCGrad; one step per round)",
+                 "pcgrad-sum": "one summed step per round (PCGrad's update mode, no surgery)",
+                 "smart": "SMART adversarial smoothness (λ_s = 1)",
+                 "mlm": "further MLM pretraining on the training sentences",
+                 "beyond-best": "all three together"}
+
+
+def with_avg(df: pd.DataFrame) -> pd.DataFrame:
+    d = df.copy()
+    if len(d):
+        d["dev_avg"] = d[[f"dev_{t}" for t in TASKS3]].mean(axis=1)
+    return d
+
+
+def beyond_table(df: pd.DataFrame) -> pd.DataFrame:
+    """BASE_ROW and each technique: runs, mean and std per task and their average, and the difference from BASE_ROW."""
+    d = with_avg(df)
+    t = summarize(d, [BASE_ROW, *BEYOND_LABELS], TASKS3 + ["avg"]) if len(d) else pd.DataFrame()
+    for task in TASKS3 + ["avg"]:
+        if len(t):
+            t[f"Δ {task}"] = t[task] - t.loc[BASE_ROW, task]
+    return t
+
+
+def beyond_sentences(df: pd.DataFrame) -> list:
+    """One sentence per technique: helps / hurts / within seed noise / unsettled, against BASE_ROW (average of
+    the three dev metrics), with the per-task differences; then the surgery alone (pcgrad − pcgrad-sum)."""
+    d, out = with_avg(df), []
+    pairs = [(n, BASE_ROW, BEYOND_LABELS[n]) for n in BEYOND_LABELS] + [("pcgrad", "pcgrad-sum", "the surgery alone")]
+    for a, b, text in pairs:
+        diff, verdict = compare(d, a, b, "avg") if len(d) else (np.nan, "no runs yet")
+        if verdict.startswith(a):
+            verdict = "helps" if diff > 0 else "hurts"
+        per = ""
+        if np.isfinite(diff):
+            s = summarize(d, [a, b])
+            per = " (" + ", ".join(f"{t} {s.loc[a, t] - s.loc[b, t]:+.3f}" for t in TASKS3) + ")"
+            diff_s = f"{diff:+.3f} on the average{per}, "
+        else:
+            diff_s = ""
+        out.append(f"- {text} (`{a}` − `{b}`): {diff_s}**{verdict}**.")
+    return out
+
+
+def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
+    y = np.arange(len(t))
+    for ax, task in zip(axes, TASKS3):
+        ax.barh(y, t[task], xerr=t[f"{task} std"].fillna(0), height=0.6, capsize=3,
+                color=["0.6" if n == BASE_ROW else "C0" for n in t.index])
+        if np.isfinite(t.loc[BASE_ROW, task]):
+            ax.axvline(t.loc[BASE_ROW, task], color="0.3", lw=1)
+        draw_baselines(ax, (baselines or {}).get(task, []), vertical=True)
+        finite = t[task].dropna()
+        lo = min([*finite, *[v for _, v in (baselines or {}).get(task, [])]], default=0)
+        ax.set_xlim(max(0.0, lo - 0.05), min(1.0, (finite.max() if len(finite) else 1) + 0.03))
+        ax.set_yticks(y, [f"{n} ({r})" for n, r in zip(t.index, t.runs)]); ax.set_title(f"dev {METRIC[task]}")
+        if (baselines or {}).get(task):
+            ax.legend(fontsize=7, loc="lower right")
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=11); fig.tight_layout()
+    if path:
+        fig.savefig(path, dpi=110)
+    return fig
+
+# %%
+full = df[~df.quick] if len(df) else df
+bt = beyond_table(full)
+if len(bt) and bt.runs.drop(BASE_ROW).sum():
+    display(bt.round(3))
+    plot_beyond(bt, lines, "Beyond the paper: one technique each on rr-balanced-specialized (full runs; grey: that row)",
+                figdir / "beyond.png"); plt.show()
+    print("\n".join(beyond_sentences(full)))
+else:
+    print("no full runs of the techniques yet: mtbert pretrain-mlm --out runs/mlm-minilm; "
+          "mtbert train --experiment pcgrad | pcgrad-sum | smart | mlm | beyond-best --seed 0 | 1 | 2")

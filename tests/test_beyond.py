@@ -160,8 +160,11 @@ def test_cli_pretrain_mlm(tiny_bert_dir, small_data_dir, tmp_path, capsys):
     from mtbert_lib.cli import main
     with data_env(small_data_dir):
         assert main(["pretrain-mlm", "--model", str(tiny_bert_dir), "--steps", "2", "--batch-size", "4",
-                     "--heldout", "4", "--out", str(tmp_path / "m")]) == 0
+                     "--heldout", "4", "--out", str(tmp_path / "m"), "--results-dir", str(tmp_path / "res")]) == 0
         assert (tmp_path / "m" / "model.safetensors").is_file()
+        rec = json.loads((tmp_path / "res" / "mlm-pretraining-m.json").read_text())  # what notebook 11 draws
+        assert rec["steps"] == 2 and len(rec["loss"]) == 2 and rec["provenance"]["git_revision"]
+        assert rec["provenance"]["model"] == str(tiny_bert_dir) and "threads" in rec["provenance"]["hardware"]
         assert main(["pretrain-mlm", "--model", str(tmp_path / "nowhere"), "--steps", "2", "--out", str(tmp_path / "x")]) == 2
     assert "mtbert: error:" in capsys.readouterr().err
 

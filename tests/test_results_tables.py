@@ -83,3 +83,40 @@ def test_runs_in_progress_are_left_out(tmp_path):
     f = tmp_path / "rr-balanced-minilm-tuned-seed0.json"
     r = json.loads(f.read_text()); r["config"]["epochs"] = 2; f.write_text(json.dumps(r))  # 1 of 2 epochs done
     assert len(plots.load_results(tmp_path)) == 0 and len(plots.load_results(tmp_path, complete_only=False)) == 1
+
+
+def test_beyond_table_and_verdicts_against_the_best_row(tmp_path):
+    from mtbert_lib.experiments import BEYOND
+    assert list(plots.BEYOND_LABELS) == BEYOND  # every named technique gets a row and a sentence
+    base = [(0.48, 0.82, 0.87), (0.49, 0.83, 0.88), (0.47, 0.82, 0.87)]
+    for seed, (s, q, r) in enumerate(base):
+        fake_run(tmp_path, "rr-balanced-specialized", seed, [{"sst": s, "quora": q, "sts": r}])
+        fake_run(tmp_path, "smart", seed, [{"sst": s + 0.05, "quora": q + 0.05, "sts": r + 0.05}])  # clearly better
+        fake_run(tmp_path, "pcgrad-sum", seed, [{"sst": s - 0.002, "quora": q + 0.001, "sts": r}])  # noise
+        fake_run(tmp_path, "pcgrad", seed, [{"sst": s - 0.1, "quora": q - 0.1, "sts": r - 0.1}])  # clearly worse
+    fake_run(tmp_path, "mlm", 0, [{"sst": 0.6, "quora": 0.9, "sts": 0.9}])  # one seed: unsettled
+    df = plots.load_results(tmp_path)
+    t = plots.beyond_table(df)
+    assert t.loc["smart", "Δ sst"] == pytest.approx(0.05, abs=1e-9) and t.loc["smart", "runs"] == 3
+    avg = np.mean([np.mean(b) for b in base])
+    assert t.loc["rr-balanced-specialized", "avg"] == pytest.approx(avg, abs=1e-12)
+    assert t.loc["beyond-best", "runs"] == 0
+    s = {line.split("(`")[1].split("`")[0]: line for line in plots.beyond_sentences(df)}
+    assert "**helps**" in s["smart"] and "+0.050 on the average" in s["smart"]
+    assert "**hurts**" in s["pcgrad"] and "**within seed noise**" in s["pcgrad-sum"]
+    assert "**unsettled (1 and 3 runs)**" in s["mlm"] and "**no runs yet**" in s["beyond-best"]
+    surgery = [line for line in plots.beyond_sentences(df) if "surgery alone" in line][0]
+    assert "`pcgrad` − `pcgrad-sum`" in surgery and "**hurts**" in surgery
+    fig = plots.plot_beyond(t, None, "test", tmp_path / "beyond.png")
+    assert (tmp_path / "beyond.png").stat().st_size > 0 and len(fig.axes) == 3
+
+
+def test_readme_section_has_the_beyond_table_and_the_protocol_wall_time(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import results_table
+    fake_run(tmp_path, "rr-balanced-specialized", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    assert "Beyond the paper" not in results_table.section(tmp_path)  # no technique run yet: no empty table
+    fake_run(tmp_path, "smart", 0, [{"sst": 0.52, "quora": 0.8, "sts": 0.87}])
+    text = results_table.section(tmp_path)
+    assert "**Beyond the paper**" in text and "| smart | 1 | 0.520 | 0.800 | 0.870 | +0.020 / +0.000 / +0.000 | +0.007 |" in text
+    assert "Wall time of the protocol's 1 full runs" in text  # the technique's run is not counted in the protocol

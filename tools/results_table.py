@@ -78,8 +78,22 @@ def section(folder: Path) -> str:
             out.append("")
         out += ["**The paper's claims** (`plots.claim_sentences`: a difference counts only beyond twice the larger "
                 "std over ≥ 2 seeds):", "", *plots.claim_sentences(fa), "",
-                f"Wall time of all {full.file.nunique()} full runs: {full.groupby('file').wall_s.max().sum() / 3600:.1f} h "
-                "(sum of each run's training + evaluation time).", ""]
+                ]
+        proto = full[~full.experiment.isin(plots.BEYOND_LABELS)]
+        out += [f"Wall time of the protocol's {proto.file.nunique()} full runs: "
+                f"{proto.groupby('file').wall_s.max().sum() / 3600:.1f} h (sum of each run's training + evaluation time).", ""]
+        bt = plots.beyond_table(full)
+        if bt.runs.drop(plots.BASE_ROW).sum():
+            d = full[full.experiment.isin(bt.index)]
+            out += ["**Beyond the paper** (notebook 11; each technique on `rr-balanced-specialized`; dev, best epoch, mean ± "
+                    "std (runs), Δ = difference of the means from that row; baselines as in Table 1; " + provenance_line(d) + "):", "",
+                    "| experiment | runs | dev SST | dev Para | dev STS | Δ SST / Para / STS | Δ average |",
+                    "|---|---|---|---|---|---|---|"]
+            for n, r in bt[bt.runs > 0].iterrows():
+                delta = "–" if n == plots.BASE_ROW else " / ".join(f"{r[f'Δ {k}']:+.3f}" for k in plots.TASKS3)
+                out.append(f"| {n} | {int(r.runs)} | " + " | ".join(plots.pm(r[k], r[f'{k} std']) for k in plots.TASKS3)
+                           + f" | {delta} | {'–' if n == plots.BASE_ROW else format(r['Δ avg'], '+.3f')} |")
+            out += ["", *plots.beyond_sentences(full), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

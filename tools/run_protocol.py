@@ -2,6 +2,7 @@
 
     python tools/run_protocol.py --dry-run          # the plan: which runs are done, which are left
     python tools/run_protocol.py [--threads 2] [--commit] [--only REGEX] [--max-runs N]
+    python tools/run_protocol.py --beyond ...       # notebook 11's techniques instead, seed by seed
 
 A run whose results/<run>.json holds all its epochs is skipped; any other is (re)started with `--resume`, so a
 killed protocol continues where it stopped (also in the next session). Runs go one at a time: two trainings on
@@ -13,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mtbert_lib.experiments import get_experiment  # noqa: E402
+from mtbert_lib.experiments import BEYOND, EXPERIMENTS, get_experiment  # noqa: E402
+from mtbert_lib.training import TrainConfig  # noqa: E402
 from mtbert_lib.training import run_name  # noqa: E402
 
 T1 = ["only-sst", "only-sst-mt", "only-para-mt", "only-sts-mse-mt", "rr-uneven", "rr-balanced",
@@ -24,6 +26,9 @@ SWEEP_EXTRA = ["fig5-mt-mse", "fig4-sts-ce", "fig3-batch32", "fig3-batch64", "wd
 SECTION41 = ["sst-pretrain", "sst-finetune", "cfimdb-pretrain", "cfimdb-finetune"]
 
 
+DEFAULT_MODEL = TrainConfig.model
+
+
 def plan(model="minilm"):
     first = ["rr-balanced-specialized-mt", "rr-balanced-specialized", "rr-balanced", "rr-uneven"]  # the claims' rows
     runs = [(n, 0) for n in first + T1 + ["cfimdb-finetune", "sst-finetune", "fig5-mt-mse", "fig4-sts-ce"] +
@@ -32,6 +37,15 @@ def plan(model="minilm"):
         runs += [(n, seed) for n in CLAIM_ROWS]
     for seed in (1, 2):
         runs += [(n, seed) for n in T1 if n not in CLAIM_ROWS]
+    return unique(runs)
+
+
+def beyond_plan():
+    """Notebook 11's techniques on the best row: every technique's seed 0 first, then seeds 1 and 2."""
+    return [(n, seed) for seed in (0, 1, 2) for n in BEYOND]
+
+
+def unique(runs):
     seen, out = set(), []
     for n, s in runs:
         if (n, s) not in seen:
@@ -58,20 +72,28 @@ def main():
     ap.add_argument("--seeds", help="comma-separated seeds to run (default: all of the plan)")
     ap.add_argument("--max-runs", type=int, default=10**6)
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--beyond", action="store_true", help="run notebook 11's techniques (pcgrad, smart, mlm, ...) instead")
     ap.add_argument("--commit", action="store_true", help="git-commit each finished run's results JSON")
     a = ap.parse_args()
     results, started = Path(a.results_dir), 0
-    for name, seed in plan(a.model):
+    for name, seed in (beyond_plan() if a.beyond else plan(a.model)):
         if a.only and not re.search(a.only, name) or a.seeds and str(seed) not in a.seeds.split(","):
             continue
-        cfg, f, done = status(name, seed, a.model, results)
+        # Notebook 11's rows keep their own model (mlm, beyond-best start from the MLM folder); --model only picks it
+        # for the others, so a beyond row's model is overridden only when it is the default one.
+        model = a.model if not a.beyond or EXPERIMENTS[name].model == DEFAULT_MODEL else None
+        cfg, f, done = status(name, seed, model, results)
         print(f"{'done' if done >= cfg.epochs else f'{done}/{cfg.epochs} epochs'}: {name} seed {seed} -> {f.name}", flush=True)
         if done >= cfg.epochs or a.dry_run:
+            continue
+        if model is None and not (ROOT / cfg.model).is_dir():  # mlm, beyond-best: the MLM-pretrained folder
+            print(f"  skipped: {cfg.model} does not exist yet (mtbert pretrain-mlm --model {a.model} --out {cfg.model})",
+                  flush=True)
             continue
         if started >= a.max_runs:
             break
         started += 1
-        cmd = [str(ROOT / ".venv/bin/mtbert"), "train", "--experiment", name, "--seed", str(seed), "--model", a.model,
+        cmd = [str(ROOT / ".venv/bin/mtbert"), "train", "--experiment", name, "--seed", str(seed), "--model", cfg.model,
                "--resume", "--no-progress", "--threads", str(a.threads), "--results-dir", str(results)]
         t0 = time.time()
         rc = subprocess.run(cmd, cwd=ROOT).returncode
