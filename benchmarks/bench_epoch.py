@@ -48,7 +48,6 @@ from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +61,7 @@ from mtbert_lib.experiments import get_experiment  # noqa: E402
 from mtbert_lib.mean_teacher import consistency_loss, ema_decay_at, sigmoid_rampup  # noqa: E402
 from mtbert_lib.model import resolve_checkpoint  # noqa: E402
 from mtbert_lib.multitask import MultitaskBERT, task_loss  # noqa: E402
-from mtbert_lib.tasks import TASKS, collate, task_metric  # noqa: E402
+from mtbert_lib.tasks import collate, task_metric  # noqa: E402
 from mtbert_lib.training import (EpochRecord, autocast, loss_is_finite, lr_factor, optimizer_step, param_groups,  # noqa: E402
                                  provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step)
 
