@@ -120,3 +120,15 @@ def test_readme_section_has_the_beyond_table_and_the_protocol_wall_time(tmp_path
     text = results_table.section(tmp_path)
     assert "**Beyond the paper**" in text and "| smart | 1 | 0.520 | 0.800 | 0.870 | +0.020 / +0.000 / +0.000 | +0.007 |" in text
     assert "Wall time of the protocol's 1 full runs" in text  # the technique's run is not counted in the protocol
+
+
+def test_best_configuration_and_goals(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import results_table
+    fake_run(tmp_path, "rr-balanced", 0, [{"sst": 0.51, "quora": 0.80, "sts": 0.88}])
+    fake_run(tmp_path, "rr-uneven", 0, [{"sst": 0.49, "quora": 0.83, "sts": 0.86}])
+    fake_run(tmp_path, "only-sts-mse-mt", 0, [{"sst": 0.9, "quora": 0.9, "sts": 0.9}])  # single-task rows don't count
+    line = results_table.best_configuration(plots.table1(plots.load_results(tmp_path)))
+    assert line.startswith("**Best configuration on dev**") and "rr-uneven 0.7267 (1 runs); next rr-balanced 0.7300" not in line
+    assert "rr-balanced 0.7300 (1 runs); next rr-uneven 0.7267 (1 runs)" in line
+    assert "sst 0.510 ≥ 0.50 met" in line and "quora 0.800 ≥ 0.84 missed by 0.040" in line
