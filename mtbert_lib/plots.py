@@ -250,6 +250,7 @@ def claim_sentences(df: pd.DataFrame) -> list:
     return out
 
 # %% ../notebooks/09_figures.ipynb #c030
+# Plumbing: the techniques' table and verdicts (the same summarize / compare as above)
 BASE_ROW = "rr-balanced-specialized"
 BEYOND_LABELS = {"pcgrad": "gradient surgery (PCGrad; one step per round)",
                  "pcgrad-sum": "one summed step per round (PCGrad's update mode, no surgery)",
@@ -294,7 +295,7 @@ def beyond_sentences(df: pd.DataFrame) -> list:
         out.append(f"- {text} (`{a}` − `{b}`): {diff_s}**{verdict}**.")
     return out
 
-
+# %% ../notebooks/09_figures.ipynb #c031
 def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     y = np.arange(len(t))

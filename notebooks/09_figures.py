@@ -481,6 +481,7 @@ print("\n".join(claim_sentences(with_aliases(df[~df.quick]) if len(df) else df))
 
 # %%
 #| export
+# Plumbing: the techniques' table and verdicts (the same summarize / compare as above)
 BASE_ROW = "rr-balanced-specialized"
 BEYOND_LABELS = {"pcgrad": "gradient surgery (PCGrad; one step per round)",
                  "pcgrad-sum": "one summed step per round (PCGrad's update mode, no surgery)",
@@ -526,6 +527,8 @@ def beyond_sentences(df: pd.DataFrame) -> list:
     return out
 
 
+# %%
+#| export
 def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     y = np.arange(len(t))
