@@ -2,9 +2,10 @@
 # The GPU path, checked in one call of under 10 minutes on a lent GPU machine (issue 10):
 #   1. pytest -m gpu         parity with HF transformers on CUDA (fp32, bf16, fp16), training steps per precision,
 #                            compile="reduce-overhead" (CUDA graphs) against eager, resume equal to uninterrupted
-#   2. bench_speed.py        mtbert vs HF on CUDA, identical batches and end to end, HF at its best (--hf-best)
-#   3. the best recipe       mtbert train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 (MiniLM)
-#   4. bert-base steps       random bert-base-sized model, N training steps at batch 8, eager vs CUDA graphs
+#   2. the best recipe       mtbert train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 (MiniLM)
+#   3. bench_speed.py        mtbert vs HF on CUDA, identical batches and end to end, HF at its best (--hf-best)
+#   4. MLM pretraining       mtbert pretrain-mlm, 300 steps on the GPU in the card's precision (notebook 11)
+#   5. bert-base steps       random bert-base-sized model, N training steps at batch 8, eager vs CUDA graphs
 # Each part runs under `timeout` and a failing part does not stop the next. Everything is logged under $OUT
 # (default ./gpu-out; at most 8 files, as the device tool brings back) and a summary is printed last.
 #
@@ -160,7 +161,9 @@ if [ "$DRY" = 1 ]; then
       --json "$OUT/bench_speed.json"
     part recipe 150 "$OUT/recipe.log" "${CLI[@]}" train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 \
       --quick --model "$TINY" --no-progress --run-dir "$WORK/runs" --results-dir "$WORK/results"
-    say "dry run: parts 2-3 ran on a tiny random model; on the GPU they use $MODEL"
+    part mlm 60 "$OUT/mlm.log" "${CLI[@]}" pretrain-mlm --model "$TINY" --out "$WORK/mlm" --steps 3 --batch-size 4 \
+      --heldout 8 --device cpu --precision bf16 --results-dir "$WORK/mlm-results"
+    say "dry run: parts 2-4 ran on a tiny random model; on the GPU they use $MODEL"
     part timing 120 "$OUT/timing.log" "$PY" benchmarks/gpu_step_timing.py --device cpu --size tiny --steps 10 \
       --warmup 2 --modes none --json "$WORK/timing.json"
     say "dry run: CUDA graphs (compile=reduce-overhead) and the bert-base size are GPU-only: not timed here"
@@ -168,16 +171,18 @@ if [ "$DRY" = 1 ]; then
     skip bench "no task files"; skip recipe "no task files"; skip timing "no task files"
   fi
 else
-  part pytest 150 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu -p no:randomly -rs -q tests/test_gpu.py
+  part pytest 170 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu -p no:randomly -rs -q tests/test_gpu.py
   if [ "$DATA" = 1 ]; then
-    part bench 90 "$OUT/bench_speed.log" "$PY" benchmarks/bench_speed.py --device cuda --hf-best --model "$MODEL" \
-      --batch-size 8 --steps 40 --warmup 10 --repeats 3 --threads 4 --json "$OUT/bench_speed.json"
     part recipe 120 "$OUT/recipe.log" "${CLI[@]}" train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 \
       --model "$MODEL" --no-progress --run-dir "$WORK/runs" --results-dir "$WORK/results"
-    part timing 150 "$OUT/timing.log" "$PY" benchmarks/gpu_step_timing.py --device cuda --size bert-base \
-      ${VOCAB:+--vocab "$VOCAB"} --steps 300 --warmup 30 --batch-size 8 --modes none,reduce-overhead --json "$WORK/timing.json"
+    part bench 70 "$OUT/bench_speed.log" "$PY" benchmarks/bench_speed.py --device cuda --hf-best --model "$MODEL" \
+      --batch-size 8 --steps 40 --warmup 10 --repeats 3 --threads 4 --json "$OUT/bench_speed.json"
+    part mlm 45 "$OUT/mlm.log" "${CLI[@]}" pretrain-mlm --model "$MODEL" --out "$WORK/mlm" --steps 300 \
+      --precision auto --results-dir "$WORK/mlm-results"
+    part timing 80 "$OUT/timing.log" "$PY" benchmarks/gpu_step_timing.py --device cuda --size bert-base \
+      ${VOCAB:+--vocab "$VOCAB"} --steps 200 --warmup 20 --batch-size 8 --modes none,reduce-overhead --json "$WORK/timing.json"
   else
-    skip bench "no task files"; skip recipe "no task files"; skip timing "no task files"
+    skip recipe "no task files"; skip bench "no task files"; skip mlm "no task files"; skip timing "no task files"
   fi
 fi
 cp "$WORK"/results/*.json "$OUT/recipe_result.json" 2>/dev/null || true
@@ -187,7 +192,7 @@ cp "$WORK"/results/*.json "$OUT/recipe_result.json" 2>/dev/null || true
 import json, re, sys
 from pathlib import Path
 out, work = Path(sys.argv[1]), Path(sys.argv[2])
-status = {$(for k in pytest bench recipe timing; do printf '"%s": ("%s", %s), ' "$k" "${STATUS[$k]:-not run}" "${DURATION[$k]:-0}"; done)}
+status = {$(for k in pytest recipe bench mlm timing; do printf '"%s": ("%s", %s), ' "$k" "${STATUS[$k]:-not run}" "${DURATION[$k]:-0}"; done)}
 print("GPU CHECK SUMMARY  mode: $([ "$DRY" = 1 ] && echo 'DRY (CPU smoke run)' || echo GPU)  total $(( $(date +%s) - T_START ))s  model: $MODEL$MODEL_NOTE")
 for line in (out / "setup.log").read_text().splitlines():
     if line.startswith(("python ", "device ")):
@@ -220,6 +225,10 @@ if rr.exists():
     print(f"  recipe {r['experiment']} seed {r['config']['seed']}{' (quick)' if r['quick'] else ''}: {len(r['epochs'])} epoch(s), "
           f"{e['step']} steps, wall {r['wall_s']} s, precision {r['provenance']['precision']}, on {r['provenance']['hardware']}")
     print("    dev " + ", ".join(f"{k} {v:.3f}" for k, v in e["dev"].items()) + (f"; fp16 {e['fp16']}" if "fp16" in e else ""))
+for mj in sorted((work / "mlm-results").glob("*.json")):
+    r = json.loads(mj.read_text())
+    print(f"  mlm {r.get('steps')} steps in {r.get('wall_s')} s ({r.get('device')}, {r.get('precision')}): masked-token "
+          f"accuracy {r.get('accuracy_before', 0):.3f} -> {r.get('accuracy_after', 0):.3f}")
 tj = work / "timing.json"
 if tj.exists():
     r = json.loads(tj.read_text())

@@ -144,14 +144,19 @@ def _batches(encoded, batch_size, rng):
 
 
 @torch.no_grad()
-def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234) -> float:
-    """Share of masked targets whose original token is the top prediction (the same masks for a given seed)."""
+def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234, precision: str = "fp32") -> float:
+    """Share of masked targets whose original token is the top prediction (the same masks for a given seed;
+    masks are drawn on the CPU, so the model's device does not change them)."""
+    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
     was, g, correct, total = model.training, torch.Generator().manual_seed(seed), 0, 0
+    device = next(model.parameters()).device
     model.eval()
     for j in range(0, len(encoded), batch_size):
         b = tok.pad(encoded[j:j + batch_size])
         inputs, labels = mask_tokens(b["input_ids"], special_ids(tok), tok.vocab_size, tok.mask_id, generator=g)
-        _, _, c = model(inputs, b["attention_mask"], b["token_type_ids"], labels=labels)
+        with autocast(device, precision):
+            _, _, c = model(inputs.to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device),
+                            labels=labels.to(device))
         correct, total = correct + c, total + int((labels != -100).sum())
     model.train(was)
     return correct / max(total, 1)
@@ -174,16 +179,23 @@ def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
 # %% ../notebooks/11_beyond.ipynb #c018
 def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
                  batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
-                 limit: int | None = None, seed: int = 0, log=print) -> dict:
-    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given)."""
+                 limit: int | None = None, seed: int = 0, device=None, precision: str = "fp32", log=print) -> dict:
+    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given).
+    `device`: None = the GPU when there is one (as `train` does); `precision`: fp32 (default, as the CPU run of the
+    README), bf16, fp16 (with a gradient scaler) or auto (the training's rule for this device)."""
+    from mtbert_lib.training import autocast, resolve_precision  # here, not at the top: training imports this module
     _check_mlm_args(steps, batch_size, lr, heldout)
     torch.manual_seed(seed)
-    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = resolve_precision(precision, device)
+    tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model).to(device)
     rng = np.random.default_rng(seed)
     held, train_enc = _mlm_data(tok, max_length, heldout, limit, rng)
-    before = masked_accuracy(net, tok, held)
-    log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f}")
+    before = masked_accuracy(net, tok, held, precision=precision)
+    log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f} "
+        f"({device.type}, {precision})")
     opt, g, losses, t0 = AdamW(net.parameters(), lr=lr, weight_decay=0.01), torch.Generator().manual_seed(seed), [], time.time()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     net.train()
     while len(losses) < steps and (max_seconds is None or time.time() - t0 < max_seconds):
         done = len(losses)
@@ -194,19 +206,22 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
                 continue
             for group in opt.param_groups:
                 group["lr"] = lr * min(1.0, (len(losses) + 1) / max(warmup, 1))
-            _, loss, _ = net(inputs, b["attention_mask"], b["token_type_ids"], labels=labels)
+            with autocast(device, precision):
+                _, loss, _ = net(inputs.to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device),
+                                 labels=labels.to(device))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)  # fp16: skips a step whose gradients overflowed; otherwise opt.step()
+            scaler.update()
             losses.append(loss.item())
             if len(losses) >= steps or (max_seconds is not None and time.time() - t0 >= max_seconds):
                 break
         if len(losses) == done:
             raise ValueError("pretrain_mlm: a whole pass over the sentences drew no masked token (sentences too short?)")
-    wall, after = time.time() - t0, masked_accuracy(net, tok, held)
+    wall, after = time.time() - t0, masked_accuracy(net, tok, held, precision=precision)
     log(f"{len(losses)} steps in {wall:.0f}s; masked-token accuracy after: {after:.3f}")
     result = {"model": model, "steps": len(losses), "wall_s": round(wall, 1), "batch_size": batch_size, "lr": lr,
-              "max_length": max_length, "seed": seed, "train_sentences": len(train_enc), "heldout_sentences": len(held),
+              "max_length": max_length, "seed": seed, "device": device.type, "precision": precision, "train_sentences": len(train_enc), "heldout_sentences": len(held),
               "accuracy_before": before, "accuracy_after": after, "loss": losses}
     if out is not None:
         result["folder"] = str(save_checkpoint_folder(net, out, vocab_from=model, extra=result))

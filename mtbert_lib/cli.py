@@ -103,7 +103,7 @@ def cmd_pretrain_mlm(a):
         import torch
         torch.set_num_threads(a.threads)
     r = pretrain_mlm(a.model, a.out, steps=a.steps, max_seconds=a.max_seconds, batch_size=a.batch_size, lr=a.lr,
-                     max_length=a.max_length, heldout=a.heldout, seed=a.seed)
+                     max_length=a.max_length, heldout=a.heldout, seed=a.seed, device=a.device, precision=a.precision)
     if a.results_dir:  # the record (loss curve, masked-token accuracy, provenance) that notebook 11 draws from
         import json
         from types import SimpleNamespace
@@ -267,6 +267,9 @@ def build_parser():
     m.add_argument("--max-length", type=int, default=64)
     m.add_argument("--heldout", type=int, default=512, help="training sentences held out to measure masked-token accuracy")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", help="cpu | cuda | cuda:N (default: the GPU when there is one)")
+    m.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="fp32 (default; the README's CPU run), bf16, fp16 (with a gradient scaler), auto (the training's rule)")
     m.add_argument("--threads", type=int)
     m.add_argument("--results-dir", default="results", help="where to write the run's record (loss, accuracy, provenance); '' = nowhere")
     m.set_defaults(func=cmd_pretrain_mlm)

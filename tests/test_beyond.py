@@ -156,6 +156,18 @@ def test_pretrain_mlm_stops_at_its_time_budget_and_rejects_bad_input(tiny_bert_d
     assert "steps" in one_line(e)
 
 
+def test_pretrain_mlm_in_bf16_matches_fp32_closely_and_records_device_and_precision(tiny_bert_dir, small_data_dir):
+    """The same seed in bf16 autocast starts from the same masks and weights: its first loss is fp32's within bf16
+    rounding (a few u = 2**-8 relative), and the record says where and how it ran."""
+    with data_env(small_data_dir):
+        r32 = pretrain_mlm(str(tiny_bert_dir), None, steps=2, batch_size=4, heldout=4, warmup=1, device="cpu", log=quiet)
+        r16 = pretrain_mlm(str(tiny_bert_dir), None, steps=2, batch_size=4, heldout=4, warmup=1, device="cpu",
+                           precision="bf16", log=quiet)
+    assert (r32["device"], r32["precision"], r16["precision"]) == ("cpu", "fp32", "bf16")
+    assert r16["loss"][0] != r32["loss"][0]  # autocast really was on
+    assert abs(r16["loss"][0] - r32["loss"][0]) < 0.05 * r32["loss"][0]
+
+
 def test_cli_pretrain_mlm(tiny_bert_dir, small_data_dir, tmp_path, capsys):
     from mtbert_lib.cli import main
     with data_env(small_data_dir):

@@ -261,3 +261,21 @@ def test_resume_on_gpu_equals_uninterrupted(request, tmp_path, gpu_checkpoints, 
     assert la["scaler"] == lb["scaler"]
     for k in la["teacher"]:
         assert torch.equal(la["teacher"][k], lb["teacher"][k]), k
+
+
+@pytest.mark.parametrize("precision", amp_params("fp32", "bf16", "fp16"))
+def test_pretrain_mlm_runs_on_the_gpu(request, tmp_path, gpu_checkpoints, precision, measure):
+    """Further MLM pretraining (notebook 11) on CUDA: the model is moved there, the losses are finite, the masked
+    accuracy is measured there, and the folder it writes loads back on the CPU (what `--model PATH` does)."""
+    from mtbert_lib.beyond import pretrain_mlm
+    from mtbert_lib.model import BertModel
+    with data_env(resolve_data_dir(request)):
+        r = pretrain_mlm(str(gpu_checkpoints["dropout"]), tmp_path / "mlm", steps=6, batch_size=8, heldout=16,
+                         warmup=1, limit=400, precision=precision, log=quiet)
+    assert (r["device"], r["precision"]) == ("cuda", precision)
+    assert r["steps"] == 6 and all(math.isfinite(x) for x in r["loss"]), r["loss"]
+    assert 0 <= r["accuracy_after"] <= 1
+    enc = BertModel.from_pretrained(str(tmp_path / "mlm"))
+    assert next(enc.parameters()).device.type == "cpu"
+    measure(f"gpu pretrain-mlm {precision}: losses {[round(x, 3) for x in r['loss']]}, accuracy "
+            f"{r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}, {r['wall_s']} s")
