@@ -11,6 +11,7 @@
 #
 #     bash benchmarks/gpu_check.sh                 # on the GPU machine
 #     GPU_CHECK_DRY=1 bash benchmarks/gpu_check.sh # CPU smoke run (~2 min): tiny sizes, CUDA-only parts skipped
+#     GPU_CHECK_SKIP="mlm timing" bash benchmarks/gpu_check.sh   # leave out parts by name (a rerun after a fix)
 #
 # ASSUMPTIONS about the GPU machine (it runs a copy of this working tree, with NO network):
 # * Nothing can be downloaded: no pip registry, no Hugging Face hub. The script never installs torch. It uses the
@@ -46,6 +47,7 @@ say() { echo "[gpu_check $(($(date +%s) - T_START))s] $*" | tee -a "$SETUP"; }
 # part NAME TIMEOUT LOG COMMAND...: run under timeout, log stdout+stderr, record status; never stop the script
 part() {
   local name=$1 limit=$2 log=$3; shift 3
+  case " ${GPU_CHECK_SKIP:-} " in *" $name "*) skip "$name" "GPU_CHECK_SKIP names it"; return;; esac
   say "part $name: $* (timeout ${limit}s, log $(basename "$log"))"
   local t0=$(date +%s)
   timeout --kill-after=15 "$limit" "$@" >"$log" 2>&1

@@ -104,7 +104,9 @@ def _foreach_update(opt, group, params):
 def _fused_update(opt, group, params):
     """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
     states = [opt.state[p] for p in params]
-    for s in states:
+    for p, s in zip(params, states):
+        if s["step"].device != p.device:  # the CUDA kernel wants its step counts on the GPU (fresh or resumed state)
+            s["step"] = s["step"].to(p.device)
         s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
     beta1, beta2 = group["betas"]
     torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],

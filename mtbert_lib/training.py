@@ -6,8 +6,9 @@ __all__ = ['SCHEDULES', 'AUTOCAST_DTYPES', 'MAX_SKIPPED_STEPS_IN_A_ROW', 'single
            'cpu_has_native_bf16', 'auto_precision', 'resolve_precision', 'native_bf16', 'use_bf16', 'autocast',
            'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'provenance', 'NonFiniteLoss',
            'param_groups', 'lr_factor', 'set_lr', 'build_model', 'train_step', 'train', 'validate_config', 'Run',
-           'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints', 'same_config', 'load_last',
-           'run_name', 'write_result', 'load_best_checkpoint', 'predict_checkpoint', 'step_loss_curves']
+           'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints', 'rng_states',
+           'set_rng_states', 'same_config', 'load_last', 'run_name', 'write_result', 'load_best_checkpoint',
+           'predict_checkpoint', 'step_loss_curves']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
@@ -545,7 +546,23 @@ def save_checkpoints(R: Run, epoch: int, dev: dict):
     state["epoch"] = epoch + 1
     _atomic_save({"config": asdict(cfg), "model": R.model.state_dict(), "optimizer": R.opt.state_dict(),
                   "teacher": R.teacher.state_dict() if R.teacher is not None else None, "scaler": R.scaler.state_dict(),
-                  "state": state, "rng": {"torch": torch.get_rng_state()}}, R.dir / "last.pt")
+                  "state": state, "rng": rng_states(R.device)}, R.dir / "last.pt")
+
+
+def rng_states(device) -> dict:
+    """The random streams a resumed run must continue: the CPU's, and on a GPU the card's (dropout draws there)."""
+    out = {"torch": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def set_rng_states(rng: dict, device):
+    """Back from a checkpoint; torch.load(map_location=<GPU>) moves the saved ByteTensors there, the setters want them
+    on the CPU."""
+    torch.set_rng_state(rng["torch"].cpu())
+    if "cuda" in rng and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
 
 
 def same_config(saved: dict, cfg: TrainConfig) -> bool:
@@ -566,7 +583,7 @@ def load_last(R: Run, log):
     if ck.get("scaler"):
         R.scaler.load_state_dict(ck["scaler"])
     R.state = {"skipped_in_a_row": 0, **ck["state"]}
-    torch.set_rng_state(ck["rng"]["torch"])
+    set_rng_states(ck["rng"], R.device)
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
 # %% ../notebooks/07_round_robin.ipynb #c038

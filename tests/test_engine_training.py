@@ -273,3 +273,14 @@ def test_every_named_experiment_validates():
         assert cfg.validate() is cfg
         quick = cfg.quick().validate()
         assert quick.train_limit is not None and quick.epochs <= 2
+
+
+def test_rng_states_round_trip_on_the_cpu():
+    """What last.pt keeps of the random streams: on the CPU only the CPU's (a GPU run adds the card's); restoring it
+    replays the same draws."""
+    from mtbert_lib.training import rng_states, set_rng_states
+    saved = rng_states("cpu")
+    assert set(saved) == {"torch"}
+    first = torch.rand(5)
+    set_rng_states(saved, "cpu")
+    assert torch.equal(torch.rand(5), first)
