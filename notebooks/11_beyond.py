@@ -451,16 +451,53 @@ def take_grads(model) -> list:
     return grads
 
 
+def pcgrad_weights(D: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """`pcgrad` done on the Gram matrix D (D_ij = g_i·g_j) instead of the vectors. Every projection subtracts a
+    multiple of some g_j, so each projected gradient is a combination Σ_j c_ij g_j, and every inner product it needs is
+    c·D[:, j]. Returns w with w_j = Σ_i c_ij: the combined gradient is Σ_j w_j g_j. Same projections, same random
+    task orders (the same calls on `rng`) as `pcgrad`; only the rounding differs."""
+    D, n = D.double(), D.shape[0]
+    w = torch.zeros(n, dtype=torch.float64)
+    for i in range(n):
+        c = torch.zeros(n, dtype=torch.float64)
+        c[i] = 1.0
+        order = list(range(n))
+        rng.shuffle(order)
+        for j in order:
+            if j != i:
+                d = c @ D[:, j]  # g·g_j, for the current (projected) g
+                if d < 0:
+                    c[j] -= d / D[j, j]
+        w += c
+    return w
+
+
 def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
-    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs."""
+    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs.
+    Plumbing for speed: the tasks' Gram matrix is summed parameter by parameter and the projections run on it
+    (`pcgrad_weights`), so the gradients are never concatenated — three passes over them instead of about twenty
+    (on MiniLM's 22.7M parameters on 2 CPU cores, most of a PCGrad step was `pcgrad`'s copies and vector passes)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    used = [k for k, p in enumerate(params) if any(g[k] is not None for g in task_grads)]
-    flat = [torch.cat([(g[k] if g[k] is not None else torch.zeros_like(params[k])).reshape(-1) for k in used])
-            for g in task_grads]
+    n, zero = len(task_grads), torch.zeros((), dtype=torch.float64, device=params[0].device)
+    upper = [(i, j) for i in range(n) for j in range(i, n)]
+    sums = []
+    for i, j in upper:  # D_ij = Σ over parameters of g_i·g_j (fp32 dots, summed in fp64, on the gradients' device)
+        dots = [torch.dot(a.reshape(-1), b.reshape(-1)) for a, b in zip(task_grads[i], task_grads[j])
+                if a is not None and b is not None]
+        sums.append(torch.stack(dots).double().sum() if dots else zero)
+    D = torch.zeros(n, n, dtype=torch.float64)
+    for (i, j), v in zip(upper, torch.stack(sums).tolist()):  # one transfer from a GPU, not one per dot
+        D[i, j] = D[j, i] = v
+    conflicts, pairs = int((D.triu(1) < 0).sum()), n * (n - 1) // 2
     s = seed if isinstance(seed, int) else seed[0] * 1_000_003 + seed[1]
-    combined, conflicts, pairs = pcgrad(flat, random.Random(s))
-    for k, part in zip(used, combined.split([params[k].numel() for k in used])):
-        params[k].grad = part.view_as(params[k]).to(params[k].dtype)
+    w = pcgrad_weights(D, random.Random(s)).tolist()
+    for k, p in enumerate(params):
+        parts = [(w[i], task_grads[i][k]) for i in range(n) if task_grads[i][k] is not None]
+        if parts:
+            grad = parts[0][1].mul_(parts[0][0])  # in place: take_grads handed these tensors over
+            for wi, g in parts[1:]:
+                grad.add_(g, alpha=wi)
+            p.grad = grad.to(p.dtype)
     return conflicts / pairs if pairs else 0.0
 
 # %% [markdown]

@@ -330,3 +330,28 @@ def test_bad_beyond_options_are_one_line_errors(change, words):
     with pytest.raises(ValueError) as e:
         replace(TrainConfig(), **change).validate()
     assert words in one_line(e)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_pcgrad_step_equals_pcgrad_on_the_concatenated_gradients(seed):
+    """The training path (Gram matrix, no concatenation) against the teaching version on the flattened vectors:
+    the same combined gradient up to rounding and the same share of conflicting pairs — with three tasks, a
+    parameter only some tasks reach (None elsewhere), and gradients built to conflict."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(5, 4), (7,), (3, 3), (6,)]
+    params = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(s)) for s in shapes])
+    base = [torch.randn(s, generator=g) for s in shapes]
+    task_grads = []
+    for t in range(3):
+        sign = -1.0 if t == 1 else 1.0  # task 1 pulls against the others
+        grads = [sign * b + 0.7 * torch.randn(b.shape, generator=g) for b in base]
+        if t == 2:
+            grads[3] = None  # task 2 does not reach the last parameter
+        task_grads.append(grads)
+    flat = [torch.cat([(x if x is not None else torch.zeros(s)).reshape(-1) for x, s in zip(gs, shapes)]) for gs in task_grads]
+    ref, conflicts, pairs = pcgrad([f.clone() for f in flat], random.Random(seed * 1_000_003 + 5))
+    share = pcgrad_step(params, [[None if x is None else x.clone() for x in gs] for gs in task_grads], seed=(seed, 5))
+    got = torch.cat([p.grad.reshape(-1) for p in params])
+    assert share == conflicts / pairs and conflicts >= 1
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6), (got - ref).abs().max()
+    assert not torch.allclose(got, sum(flat), atol=1e-3)  # the surgery did something
