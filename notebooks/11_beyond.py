@@ -286,20 +286,34 @@ def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
 
 # %%
 #| export
+def mlm_step(net, opt, scaler, b, inputs, labels, device, precision: str, lr: float) -> float:
+    """One optimizer step at rate `lr` on a masked batch, in `precision` on `device` (fp16: through the gradient scaler)."""
+    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with autocast(device, precision):
+        _, loss, _ = net(inputs.to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device),
+                         labels=labels.to(device))
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)  # fp16: skips a step whose gradients overflowed; otherwise opt.step()
+    scaler.update()
+    return loss.item()
+
+# %%
+#| export
 def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
                  batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
                  limit: int | None = None, seed: int = 0, device=None, precision: str = "fp32", log=print) -> dict:
-    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given).
-    `device`: None = the GPU when there is one (as `train` does); `precision`: fp32 (default, as the CPU run of the
-    README), bf16, fp16 (with a gradient scaler) or auto (the training's rule for this device)."""
-    from mtbert_lib.training import autocast, resolve_precision  # here, not at the top: training imports this module
+    """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given). `device`: None =
+    the GPU if any; `precision`: fp32 (default), bf16, fp16 (gradient scaler) or auto (the training's rule)."""
+    from mtbert_lib.training import resolve_precision  # here, not at the top: training imports this module
     _check_mlm_args(steps, batch_size, lr, heldout)
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(precision, device)
     tok, net = load_tokenizer(model), BertForMLM.from_pretrained(model).to(device)
-    rng = np.random.default_rng(seed)
-    held, train_enc = _mlm_data(tok, max_length, heldout, limit, rng)
+    held, train_enc = _mlm_data(tok, max_length, heldout, limit, rng := np.random.default_rng(seed))
     before = masked_accuracy(net, tok, held, precision=precision)
     log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f} "
         f"({device.type}, {precision})")
@@ -313,16 +327,8 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
             inputs, labels = mask_tokens(b["input_ids"], special_ids(tok), tok.vocab_size, tok.mask_id, generator=g)
             if not (labels != -100).any():
                 continue
-            for group in opt.param_groups:
-                group["lr"] = lr * min(1.0, (len(losses) + 1) / max(warmup, 1))
-            with autocast(device, precision):
-                _, loss, _ = net(inputs.to(device), b["attention_mask"].to(device), b["token_type_ids"].to(device),
-                                 labels=labels.to(device))
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)  # fp16: skips a step whose gradients overflowed; otherwise opt.step()
-            scaler.update()
-            losses.append(loss.item())
+            losses.append(mlm_step(net, opt, scaler, b, inputs, labels, device, precision,
+                                   lr=lr * min(1.0, (len(losses) + 1) / max(warmup, 1))))  # linear warm-up
             if len(losses) >= steps or (max_seconds is not None and time.time() - t0 >= max_seconds):
                 break
         if len(losses) == done:
@@ -471,7 +477,9 @@ def pcgrad_weights(D: torch.Tensor, rng: random.Random) -> torch.Tensor:
         w += c
     return w
 
-
+# %%
+#| export
+# Plumbing: the PCGrad step of the training loop, on the tasks' Gram matrix
 def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
     """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs.
     Plumbing for speed: the tasks' Gram matrix is summed parameter by parameter and the projections run on it
