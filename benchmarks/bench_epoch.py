@@ -36,6 +36,11 @@ same weights (printed: max |difference|), which shows the replica runs the libra
 Passes are interleaved (mtbert e2e, HF e2e, mtbert replica, HF replica); the CPU cores other processes used during
 each pass are reported ('other'): only passes with other ~0 are trustworthy.
 
+Profile (--profile-rounds N, default 20): after the passes, torch.profiler records N rounds of the library's own
+step (no evaluation); the top operators by self time go to the JSON ('profile') and the report. The profiler
+attributes page faults and cache misses to whichever operator first touches fresh memory, so read it beside the
+breakdown, not instead of it. 'faults/step': the minor page faults of the e2e pass per optimizer step.
+
 Machine figures: fp32 and bf16 matmul peaks (benchmarks/bench_speed.matmul_peak over BERT-like shapes), memory
 bandwidth (best copy of a large tensor, read + write bytes), and the FLOOR of the epoch: useful matmul FLOPs of the
 real tokens (training 3x the student's forward, + the teacher's forward for consistency, + the dev forward;
@@ -43,7 +48,7 @@ bench_speed.fwd_flops) at the matmul peak of the precision used (bf16 where nati
 traffic of the optimizer (fused AdamW reads param, grad, m, v and writes param, m, v: 28 bytes per fp32 parameter
 per step) and of the EMA (12 bytes per parameter per step) at the measured bandwidth.
 """
-import argparse, copy, json, math, sys, tempfile, time
+import argparse, copy, json, math, resource, sys, tempfile, time
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -63,7 +68,8 @@ from mtbert_lib.model import resolve_checkpoint  # noqa: E402
 from mtbert_lib.multitask import MultitaskBERT, task_loss  # noqa: E402
 from mtbert_lib.tasks import collate, task_metric  # noqa: E402
 from mtbert_lib.training import (EpochRecord, autocast, loss_is_finite, lr_factor, optimizer_step, param_groups,  # noqa: E402
-                                 provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step)
+                                 provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step,
+                                 zero_grads)
 
 CATEGORIES = ("forward", "backward", "optimizer", "ema", "consistency", "evaluation", "data", "python")
 ADAMW_BYTES_PER_PARAM = 28  # fused AdamW, fp32: reads param, grad, exp_avg, exp_avg_sq (16 B), writes param, m, v (12 B)
@@ -171,7 +177,7 @@ def groups_of(cfg, rounds):
 def mt_step_timed(R, net, group, record, epoch, T):
     """mtbert_lib.training.train_step, call for call (per_task / sum updates, no SMART, one process), with laps."""
     cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
-    R.opt.zero_grad(set_to_none=True)
+    zero_grads(R)
     T.lap("optimizer")
     step_begin(cfg.compile)
     for i, (task, idx) in enumerate(group):
@@ -368,6 +374,28 @@ class HFSide:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# torch.profiler: where the library's step spends its time
+
+
+def profile_side(side, rounds, top=25):
+    """torch.profiler (CPU, and CUDA on a GPU) over `rounds` of the library's own step (no evaluation): the `top`
+    operators by self time, as rows {name, calls, self_ms, self_pct, total_ms}, and the profiled seconds."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if side.R.device.type == "cuda" else [])
+    side.run(rounds[:1], timed=False, evaluate=False)  # the profiler's own first-call costs stay out
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        side.run(rounds, timed=False, evaluate=False)
+    seconds = time.perf_counter() - t0
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0) > 0]
+    self_of = (lambda e: e.self_device_time_total) if side.R.device.type == "cuda" else (lambda e: e.self_cpu_time_total)
+    total_self = sum(self_of(e) for e in events) or 1
+    rows = [{"name": e.key, "calls": e.count, "self_ms": self_of(e) / 1e3, "self_pct": 100 * self_of(e) / total_self,
+             "total_ms": e.cpu_time_total / 1e3} for e in sorted(events, key=self_of, reverse=True)[:top]]
+    return {"rounds": len(rounds), "seconds_profiled": seconds, "top_ops": rows}
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # main
 
 
@@ -382,6 +410,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup-rounds", type=int, default=2, help="untimed rounds per side before the timed passes")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--skip-hf", action="store_true", help="time mtbert only")
+    p.add_argument("--profile-rounds", type=int, default=20,
+                   help="rounds of the library's step under torch.profiler after the passes (0: none)")
     p.add_argument("--quick-probes", action="store_true", help="short matmul-peak and bandwidth probes (tests)")
     p.add_argument("--json", help="write all figures and provenance to this file")
     args = p.parse_args(argv)
@@ -389,6 +419,8 @@ def parse_args(argv=None):
         v = getattr(args, k)
         if v is not None and v < 1:
             p.error(f"--{k.replace('_', '-')} must be ≥ 1, got {v}")
+    if args.profile_rounds < 0:
+        p.error(f"--profile-rounds must be ≥ 0, got {args.profile_rounds}")
     if args.warmup_rounds < 0:
         p.error(f"--warmup-rounds must be ≥ 0, got {args.warmup_rounds}")
     return args
@@ -437,8 +469,11 @@ def main(argv=None):
     passes = {}
     for timed in (False, True):  # interleaved: mtbert e2e, HF e2e, mtbert replica, HF replica
         for s in sides:
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
             with PeakMemory(device) as mon:
                 T, dev = s.run(rounds, timed=timed)
+            ru1 = resource.getrusage(resource.RUSAGE_SELF)
+            mon.result.update(minor_faults=ru1.ru_minflt - ru0.ru_minflt, sys_s=ru1.ru_stime - ru0.ru_stime)
             passes[(s.name, timed)] = (T, dev, mon.result)
             log(f"{s.name} {'replica' if timed else 'e2e'}: {T.total:.2f} s, other processes {mon.result['foreign_cores']:.2f} cores")
             if s.name == "mtbert":
@@ -454,7 +489,8 @@ def main(argv=None):
                 "breakdown_pct": {k: 100 * v / Tr.total for k, v in b.items()},
                 "dev": dev_e, "dev_replica": dev_r,
                 "foreign_cores": {"e2e": mem_e["foreign_cores"], "replica": mem_r["foreign_cores"]},
-                "peak_rss_mib": max(mem_e["peak_rss_mib"], mem_r["peak_rss_mib"])}
+                "peak_rss_mib": max(mem_e["peak_rss_mib"], mem_r["peak_rss_mib"]),
+                "e2e_minor_faults_per_step": mem_e["minor_faults"] / len(groups), "e2e_kernel_s": mem_e["sys_s"]}
         if "cuda_max_allocated_mib" in mem_e:
             side["cuda_max_allocated_mib"] = max(mem_e["cuda_max_allocated_mib"], mem_r["cuda_max_allocated_mib"])
         if s.name == "mtbert":
@@ -466,6 +502,10 @@ def main(argv=None):
         res["sides"][s.name] = side
     if "hf" in res["sides"]:
         res["hf_over_mtbert_e2e"] = res["sides"]["hf"]["e2e_s"] / res["sides"]["mtbert"]["e2e_s"]
+
+    if args.profile_rounds:
+        res["profile"] = profile_side(sides[0], rounds[:args.profile_rounds])
+        log(f"mtbert: profiled {res['profile']['rounds']} rounds in {res['profile']['seconds_profiled']:.1f} s")
 
     # machine: peaks and bandwidth (after the passes: they would otherwise warm or cool the caches for them)
     H, I = R.model.encoder.config.hidden_size, R.model.encoder.config.intermediate_size
@@ -524,6 +564,7 @@ def report(res):
     print("  " + fmt_row(["replica", *[f"{s['replica_total_s']:8.2f}       " for s in sides.values()]], widths))
     print("  " + fmt_row(["END TO END", *[f"{s['e2e_s']:8.2f}       " for s in sides.values()]], widths))
     print("  " + fmt_row(["e2e / floor", *[f"{s['e2e_over_floor']:8.1f}x      " for s in sides.values()]], widths))
+    print("  " + fmt_row(["faults/step", *[f"{s['e2e_minor_faults_per_step']:8.0f}       " for s in sides.values()]], widths))
     print("  " + fmt_row(["other cores", *[f"{s['foreign_cores']['e2e']:.2f} / {s['foreign_cores']['replica']:.2f}"
                                            for s in sides.values()]], widths))
     for n, s in sides.items():
@@ -531,6 +572,12 @@ def report(res):
                  f"; attention {s['attn_implementation']}")
         print(f"  {n}: {s['precision']}, {s['optimizer']}; dev " + ", ".join(f"{t} {v:.3f}" for t, v in s["dev"].items())
               + extra)
+    if "profile" in res:
+        pr = res["profile"]
+        print(f"\n  torch.profiler, mtbert, {pr['rounds']} rounds ({pr['seconds_profiled']:.1f} s with the profiler on): "
+              f"top operators by self time")
+        for r in pr["top_ops"][:15]:
+            print(f"    {r['self_pct']:5.1f}%  {r['self_ms']:9.1f} ms  {r['calls']:7d} calls  {r['name']}")
     if "hf_over_mtbert_e2e" in res:
         print(f"  HF / mtbert end to end: {res['hf_over_mtbert_e2e']:.2f}x")
     worst = max(max(s["foreign_cores"].values()) for s in sides.values())

@@ -4,11 +4,11 @@
 __all__ = ['SCHEDULES', 'AUTOCAST_DTYPES', 'MAX_SKIPPED_STEPS_IN_A_ROW', 'single_task', 'uneven_round_robin',
            'balanced_round_robin', 'MethodConfig', 'TrainConfig', 'predict_split', 'evaluate', 'to_device',
            'cpu_has_native_bf16', 'auto_precision', 'resolve_precision', 'native_bf16', 'use_bf16', 'autocast',
-           'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'provenance', 'NonFiniteLoss',
-           'param_groups', 'lr_factor', 'set_lr', 'build_model', 'train_step', 'train', 'validate_config', 'Run',
-           'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints', 'rng_states',
-           'set_rng_states', 'same_config', 'load_last', 'run_name', 'write_result', 'load_best_checkpoint',
-           'predict_checkpoint', 'step_loss_curves']
+           'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'keep_embedding_grad', 'zero_grads',
+           'tune_cpu_allocator', 'provenance', 'NonFiniteLoss', 'param_groups', 'lr_factor', 'set_lr', 'build_model',
+           'train_step', 'train', 'validate_config', 'Run', 'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch',
+           'save_checkpoints', 'rng_states', 'set_rng_states', 'same_config', 'load_last', 'run_name', 'write_result',
+           'load_best_checkpoint', 'predict_checkpoint', 'step_loss_curves']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
@@ -231,7 +231,45 @@ def step_begin(compile_mode: str):
     if compile_mode == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()
 
-# %% ../notebooks/07_round_robin.ipynb #c025
+# %% ../notebooks/07_round_robin.ipynb #c022
+# Plumbing: CPU speed — the word embeddings' gradient kept in one buffer; glibc's allocator told to keep its memory
+def keep_embedding_grad(model, device, world, update: str) -> tuple:
+    """On the CPU, autograd builds the word embeddings' gradient (vocabulary × H, 47 MB for MiniLM) as a fresh dense
+    tensor at every step, and the kernel hands out those pages zeroed again each time. Instead the lookup reports a
+    sparse gradient (the rows of the step's tokens) and autograd adds it into one dense buffer that `zero_grads`
+    clears in place: the same numbers, AdamW still sees a dense gradient. Not under DDP (its all-reduce wants dense
+    gradients) nor with PCGrad (it takes the gradients apart per task). Returns ((weight, buffer),) or ()."""
+    emb = getattr(getattr(model.encoder, "embeddings", None), "word_embeddings", None)
+    if (torch.device(device).type != "cpu" or world.size > 1 or update == "pcgrad" or emb is None
+            or not emb.weight.requires_grad):
+        return ()
+    emb.sparse = True
+    return ((emb.weight, torch.zeros_like(emb.weight)),)
+
+
+def zero_grads(R):
+    """Every gradient to None (set_to_none), except the kept buffers of `keep_embedding_grad`: zeroed in place."""
+    R.opt.zero_grad(set_to_none=True)
+    for p, buf in R.grad_buffers:
+        p.grad = buf.zero_()
+
+
+def tune_cpu_allocator() -> bool:
+    """glibc returns freed memory above 128 KiB to the kernel and asks for it again at the next step (page faults:
+    about a third of a CPU training step without this). Keep it in the process instead (1 GiB of top padding, no
+    trimming, mmap only above 32 MiB) unless the user set MALLOC_* variables. Linux/glibc only; True if applied."""
+    import ctypes, sys
+    if sys.platform != "linux" or any(k.startswith("MALLOC_") for k in os.environ):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+        return all(libc.mallopt(k, v) == 1 for k, v in ((M_TOP_PAD, 1 << 30), (M_TRIM_THRESHOLD, 2**31 - 1),
+                                                         (M_MMAP_THRESHOLD, 32 << 20)))
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+
+# %% ../notebooks/07_round_robin.ipynb #c026
 # Plumbing: provenance (git revision, hardware, precision, versions)
 def provenance(cfg, device) -> dict:
     def git(*args):
@@ -252,7 +290,7 @@ def provenance(cfg, device) -> dict:
             "torch": torch.__version__, "python": platform.python_version(),
             **({"world_size": distributed.current().size} if distributed.current().size > 1 else {})}  # DDP
 
-# %% ../notebooks/07_round_robin.ipynb #c027
+# %% ../notebooks/07_round_robin.ipynb #c028
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -292,11 +330,11 @@ def build_model(cfg, encoder_config: dict | None = None):
     enc = BertModel(BertConfig(**encoder_config)) if encoder_config else BertModel.from_pretrained(cfg.model)
     return MultitaskBERT(enc, cfg.pooling, cfg.pair_encoding, cfg.sts_head, cfg.dropout, cfg.freeze_encoder)
 
-# %% ../notebooks/07_round_robin.ipynb #c029
+# %% ../notebooks/07_round_robin.ipynb #c030
 def train_step(R, net, group: list, record, epoch: int):
     """One optimizer step on the batches of `group`: forward, loss (+ consistency, + SMART), backward; then step, EMA."""
     cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
-    R.opt.zero_grad(set_to_none=True)
+    zero_grads(R)  # every gradient to None (on the CPU the word embeddings' is zeroed in place: plumbing, section 4)
     step_begin(cfg.compile)
     task_grads = []  # pcgrad: each task's gradient, kept apart
     for i, (task, idx) in enumerate(group):
@@ -324,7 +362,7 @@ def train_step(R, net, group: list, record, epoch: int):
     if teacher is not None and stepped:
         teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
 
-# %% ../notebooks/07_round_robin.ipynb #c030
+# %% ../notebooks/07_round_robin.ipynb #c031
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
     R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.pt's state
@@ -350,7 +388,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     R.world.barrier()  # DDP: no rank returns before rank 0 has written the result
     return result
 
-# %% ../notebooks/07_round_robin.ipynb #c032
+# %% ../notebooks/07_round_robin.ipynb #c033
 # Plumbing: checking a config (one clear line per bad setting, before any work)
 def validate_config(cfg):
     def bad(msg):
@@ -392,7 +430,7 @@ def validate_config(cfg):
         bad(str(e))
     return cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c033
+# %% ../notebooks/07_round_robin.ipynb #c034
 # Plumbing: a run's set-up (the order of the random draws is part of the numbers: change nothing lightly)
 @dataclass
 class Run:
@@ -415,6 +453,7 @@ class Run:
     state: dict
     world: object = distributed.World()  # DDP (notebook 12): this process's rank among the training processes
     log: object = print  # rank 0's log; the other ranks stay quiet
+    grad_buffers: tuple = ()  # CPU: the word embeddings' gradient buffer (keep_embedding_grad, section 4)
 
     def eval_model(self):
         """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""
@@ -425,7 +464,7 @@ class Run:
         return evaluate(model, splits, self.tok, self.cfg.eval_batch_size, self.device,
                         self.precision)
 
-# %% ../notebooks/07_round_robin.ipynb #c034
+# %% ../notebooks/07_round_robin.ipynb #c035
 # Plumbing: a run's set-up, continued
 def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     cfg.validate()
@@ -458,15 +497,18 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
                               cfg.consistency_rampup, sts_head=cfg.sts_head)
     compile_encoder(model, cfg.compile)
+    grad_buffers = keep_embedding_grad(model, device, world, cfg.update)  # CPU speed (section 4)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
     R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
-            teacher, scaler, state, world, log)
+            teacher, scaler, state, world, log, grad_buffers)
     if resume and (run / "last.pt").exists():
         load_last(R, log)
     return R
 
-# %% ../notebooks/07_round_robin.ipynb #c035
+# %% ../notebooks/07_round_robin.ipynb #c036
 # Plumbing: one epoch's record (per-batch losses and tasks, fp16 skipped steps) and its history entry
 class EpochRecord:
     def __init__(self, tasks):
@@ -504,7 +546,7 @@ def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}, task {task}")
     return finite
 
-# %% ../notebooks/07_round_robin.ipynb #c036
+# %% ../notebooks/07_round_robin.ipynb #c037
 # Plumbing: the end of an epoch — its history entry (in R.state, so last.pt carries it) and its log line
 def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochRecord, log) -> dict:
     cfg, state = R.cfg, R.state
@@ -527,7 +569,7 @@ def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochR
         f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
     return entry
 
-# %% ../notebooks/07_round_robin.ipynb #c037
+# %% ../notebooks/07_round_robin.ipynb #c038
 # Plumbing: checkpoints — best.pt (the model kept) and last.pt (everything a resumed run needs)
 def _atomic_save(obj, path: Path):
     if not distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
@@ -586,7 +628,7 @@ def load_last(R: Run, log):
     set_rng_states(ck["rng"], R.device)
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
-# %% ../notebooks/07_round_robin.ipynb #c038
+# %% ../notebooks/07_round_robin.ipynb #c039
 # Plumbing: the result file (results/<run>.json) and loading a trained model back
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
@@ -625,7 +667,7 @@ def load_best_checkpoint(path):
     model.load_state_dict(ck["model"])
     return model.eval(), load_tokenizer(cfg.model), cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c040
+# %% ../notebooks/07_round_robin.ipynb #c041
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
     model, tok, cfg = load_best_checkpoint(checkpoint)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -639,7 +681,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
             written.append(write_predictions(task, split, s.ids, p.tolist(), out_dir))
     return written
 
-# %% ../notebooks/07_round_robin.ipynb #c044
+# %% ../notebooks/07_round_robin.ipynb #c045
 def step_loss_curves(result: dict) -> dict:
     """{task: (batch numbers, losses)} over all epochs of a result (train()'s return value or its JSON); batches are
     counted from 1 in training order (= optimizer steps with update='per_task'); non-finite losses are left out."""

@@ -69,3 +69,15 @@ def test_bad_options_are_refused_in_one_line(capsys):
         bench_epoch.parse_args(["--rounds", "0"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--rounds must be ≥ 1" in err
+
+
+def test_the_profile_names_the_top_operators(result):
+    pr = result["profile"]
+    assert pr["rounds"] == result["rounds"] and pr["seconds_profiled"] > 0
+    rows = pr["top_ops"]
+    assert rows and all(r["name"] and r["calls"] >= 1 and r["self_ms"] >= 0 for r in rows)
+    assert [r["self_ms"] for r in rows] == sorted((r["self_ms"] for r in rows), reverse=True)
+    assert 0 < sum(r["self_pct"] for r in rows) <= 100 + 1e-6
+    assert any(r["name"].startswith("aten::") for r in rows)
+    for side in result["sides"].values():
+        assert side["e2e_minor_faults_per_step"] >= 0 and side["e2e_kernel_s"] >= 0
