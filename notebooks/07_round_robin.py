@@ -409,8 +409,8 @@ def zero_grads(R):
 
 def tune_cpu_allocator() -> bool:
     """glibc returns freed memory above 128 KiB to the kernel and asks for it again at the next step (page faults:
-    about a third of a CPU training step without this). Keep it in the process instead (1 GiB of top padding, no
-    trimming, mmap only above 32 MiB) unless the user set MALLOC_* variables. Linux/glibc only; True if applied."""
+    about a tenth of a CPU training step's time, benchmarks/NOTES.md). Keep it in the process instead (1 GiB of top
+    padding, no trimming, mmap only above 32 MiB) unless the user set MALLOC_* variables. Linux/glibc; True if applied."""
     import ctypes, sys
     if sys.platform != "linux" or any(k.startswith("MALLOC_") for k in os.environ):
         return False
