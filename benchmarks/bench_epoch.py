@@ -68,8 +68,7 @@ from mtbert_lib.model import resolve_checkpoint  # noqa: E402
 from mtbert_lib.multitask import MultitaskBERT, task_loss  # noqa: E402
 from mtbert_lib.tasks import collate, task_metric  # noqa: E402
 from mtbert_lib.training import (EpochRecord, autocast, loss_is_finite, lr_factor, optimizer_step, param_groups,  # noqa: E402
-                                 provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step,
-                                 zero_grads)
+                                 provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step)
 
 CATEGORIES = ("forward", "backward", "optimizer", "ema", "consistency", "evaluation", "data", "python")
 ADAMW_BYTES_PER_PARAM = 28  # fused AdamW, fp32: reads param, grad, exp_avg, exp_avg_sq (16 B), writes param, m, v (12 B)
@@ -177,7 +176,7 @@ def groups_of(cfg, rounds):
 def mt_step_timed(R, net, group, record, epoch, T):
     """mtbert_lib.training.train_step, call for call (per_task / sum updates, no SMART, one process), with laps."""
     cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
-    zero_grads(R)
+    R.opt.zero_grad(set_to_none=True)
     T.lap("optimizer")
     step_begin(cfg.compile)
     for i, (task, idx) in enumerate(group):

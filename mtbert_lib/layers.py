@@ -9,14 +9,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import Dropout, MultiHeadSelfAttention
+from .attention import MultiHeadSelfAttention
 
 # %% ../notebooks/02_transformer_layer.ipynb #c006
 class AddNorm(nn.Module):
     def __init__(self, hidden_size: int, dropout: float, eps: float = 1e-12):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, sublayer_out):  # both (B, T, H)
         return self.norm(x + self.dropout(sublayer_out))

@@ -4,10 +4,10 @@
 __all__ = ['SCHEDULES', 'AUTOCAST_DTYPES', 'MAX_SKIPPED_STEPS_IN_A_ROW', 'single_task', 'uneven_round_robin',
            'balanced_round_robin', 'MethodConfig', 'TrainConfig', 'predict_split', 'evaluate', 'to_device',
            'cpu_has_native_bf16', 'auto_precision', 'resolve_precision', 'native_bf16', 'use_bf16', 'autocast',
-           'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'keep_embedding_grad', 'zero_grads',
-           'tune_cpu_allocator', 'provenance', 'NonFiniteLoss', 'param_groups', 'lr_factor', 'set_lr', 'build_model',
-           'train_step', 'train', 'validate_config', 'Run', 'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch',
-           'save_checkpoints', 'rng_states', 'set_rng_states', 'same_config', 'load_last', 'run_name', 'write_result',
+           'grad_scaler', 'optimizer_step', 'compile_encoder', 'step_begin', 'tune_cpu_allocator', 'provenance',
+           'NonFiniteLoss', 'param_groups', 'lr_factor', 'set_lr', 'build_model', 'train_step', 'train',
+           'validate_config', 'Run', 'start_run', 'EpochRecord', 'loss_is_finite', 'end_epoch', 'save_checkpoints',
+           'rng_states', 'set_rng_states', 'same_config', 'load_last', 'run_name', 'write_result',
            'load_best_checkpoint', 'predict_checkpoint', 'step_loss_curves']
 
 # %% ../notebooks/07_round_robin.ipynb #c003
@@ -232,28 +232,7 @@ def step_begin(compile_mode: str):
         torch.compiler.cudagraph_mark_step_begin()
 
 # %% ../notebooks/07_round_robin.ipynb #c022
-# Plumbing: CPU speed — the word embeddings' gradient kept in one buffer; glibc's allocator told to keep its memory
-def keep_embedding_grad(model, device, world, update: str) -> tuple:
-    """On the CPU, autograd builds the word embeddings' gradient (vocabulary × H, 47 MB for MiniLM) as a fresh dense
-    tensor at every step, and the kernel hands out those pages zeroed again each time. Instead the lookup reports a
-    sparse gradient (the rows of the step's tokens) and autograd adds it into one dense buffer that `zero_grads`
-    clears in place: the same numbers, AdamW still sees a dense gradient. Not under DDP (its all-reduce wants dense
-    gradients) nor with PCGrad (it takes the gradients apart per task). Returns ((weight, buffer),) or ()."""
-    emb = getattr(getattr(model.encoder, "embeddings", None), "word_embeddings", None)
-    if (torch.device(device).type != "cpu" or world.size > 1 or update == "pcgrad" or emb is None
-            or not emb.weight.requires_grad):
-        return ()
-    emb.sparse = True
-    return ((emb.weight, torch.zeros_like(emb.weight)),)
-
-
-def zero_grads(R):
-    """Every gradient to None (set_to_none), except the kept buffers of `keep_embedding_grad`: zeroed in place."""
-    R.opt.zero_grad(set_to_none=True)
-    for p, buf in R.grad_buffers:
-        p.grad = buf.zero_()
-
-
+# Plumbing: CPU speed — glibc's allocator told to keep its memory
 def tune_cpu_allocator() -> bool:
     """glibc returns freed memory above 128 KiB to the kernel and asks for it again at the next step (page faults:
     about a tenth of a CPU training step's time, benchmarks/NOTES.md). Keep it in the process instead (1 GiB of top
@@ -334,7 +313,7 @@ def build_model(cfg, encoder_config: dict | None = None):
 def train_step(R, net, group: list, record, epoch: int):
     """One optimizer step on the batches of `group`: forward, loss (+ consistency, + SMART), backward; then step, EMA."""
     cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
-    zero_grads(R)  # every gradient to None (on the CPU the word embeddings' is zeroed in place: plumbing, section 4)
+    R.opt.zero_grad(set_to_none=True)
     step_begin(cfg.compile)
     task_grads = []  # pcgrad: each task's gradient, kept apart
     for i, (task, idx) in enumerate(group):
@@ -453,7 +432,6 @@ class Run:
     state: dict
     world: object = distributed.World()  # DDP (notebook 12): this process's rank among the training processes
     log: object = print  # rank 0's log; the other ranks stay quiet
-    grad_buffers: tuple = ()  # CPU: the word embeddings' gradient buffer (keep_embedding_grad, section 4)
 
     def eval_model(self):
         """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""
@@ -497,13 +475,12 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
                               cfg.consistency_rampup, sts_head=cfg.sts_head)
     compile_encoder(model, cfg.compile)
-    grad_buffers = keep_embedding_grad(model, device, world, cfg.update)  # CPU speed (section 4)
     if device.type == "cpu":
-        tune_cpu_allocator()
+        tune_cpu_allocator()  # CPU speed (section 4, plumbing)
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
     R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
-            teacher, scaler, state, world, log, grad_buffers)
+            teacher, scaler, state, world, log)
     if resume and (run / "last.pt").exists():
         load_last(R, log)
     return R

@@ -48,50 +48,6 @@ import torch.nn.functional as F
 from mtbert_lib.grading import check_attention, check_heads  # the graders of this notebook's exercises
 
 # %% [markdown]
-# Dropout (zeroing each element with probability $p$ and scaling the rest by $1/(1-p)$ while training) appears in
-# every layer we build. `F.dropout` draws its random mask one element at a time from a 32-bit Mersenne Twister on
-# CPUs without Intel's MKL (AMD, ARM): at batch 8 that took a sixth of a training step's time. The plumbing cell below
-# is the same function with a cheaper mask (four 16-bit random numbers from each 64-bit draw, from the same seeded
-# generator); the course's modules call `dropout` / `Dropout` where PyTorch has `F.dropout` / `nn.Dropout`.
-
-# %%
-#| export
-# Plumbing: dropout with cheap random masks on the CPU (the function of F.dropout; another random stream)
-CPU_DROPOUT = "fast"  # "fast": masks from keep_mask | "torch": F.dropout everywhere (to time one against the other)
-
-
-def keep_mask(shape, p: float, device="cpu"):
-    """A Bernoulli(1 − p) mask from torch's seeded generator: each 64-bit draw gives four 16-bit uniform integers,
-    an element is kept where its integer ≥ round(p·65536) − 32768. Returns (keep: bool tensor, P(keep) =
-    1 − round(p·65536)/65536, p to within 8e-6)."""
-    n, k = math.prod(shape), round(p * 65536)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, None)  # all 64 bits random
-    return words.view(torch.int16)[:n].view(shape) >= k - 32768, 1 - k / 65536
-
-
-def dropout(x, p: float = 0.5, training: bool = True):
-    """F.dropout(x, p, training): zero each element with probability p, scale the rest by 1/(1 − p); on the CPU
-    with keep_mask's masks (about 4x faster to draw), elsewhere F.dropout itself."""
-    if not training or p == 0:
-        return x
-    if x.device.type != "cpu" or CPU_DROPOUT != "fast" or p >= 1:
-        return F.dropout(x, p, training)
-    keep, q = keep_mask(x.shape, p, x.device)
-    return x.masked_fill(~keep, 0) * (1 / q)
-
-
-class Dropout(nn.Dropout):
-    """nn.Dropout (same p, no weights) through `dropout` above."""
-
-    def forward(self, x):
-        return dropout(x, self.p, self.training)
-
-# %%
-torch.manual_seed(0)
-kept = dropout(torch.ones(1000, 1000), 0.1)
-print(f"dropout(p=0.1): share kept {(kept > 0).float().mean().item():.4f}, mean {kept.mean().item():.4f} (expected 0.9, 1.0)")
-
-# %% [markdown]
 # ## 1. Scaled dot-product attention
 #
 # For queries $Q$, keys $K$ and values $V$ (each `(B, heads, T, d)`),
@@ -107,14 +63,14 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     """q, k, v: (B, h, T, d); key_mask: (B, T) bool, True where the key is a real token.
     Returns (output (B, h, T, d), weights (B, h, T, T))."""
     ### BEGIN SOLUTION
-    # HINT: scores = q kᵀ / √d; where key_mask is False put torch.finfo(scores.dtype).min (not -inf); softmax over the keys; dropout (dropout(weights, dropout_p, training), the arguments of F.dropout) only on the weights that multiply v; return (output, weights before dropout)
+    # HINT: scores = q kᵀ / √d; where key_mask is False put torch.finfo(scores.dtype).min (not -inf); softmax over the keys; dropout (F.dropout(weights, dropout_p, training)) only on the weights that multiply v; return (output, weights before dropout)
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, T, T)
     if key_mask is not None:
         # the most negative finite number, not -inf, so that a row with no real key cannot produce NaN
         scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
     weights = scores.softmax(dim=-1, dtype=torch.float32).to(scores.dtype)  # in fp32 even under bf16: exacter, and faster on CPUs
-    weights_dropped = dropout(weights, dropout_p, training) if dropout_p > 0 else weights
+    weights_dropped = F.dropout(weights, dropout_p, training) if dropout_p > 0 else weights
     return weights_dropped @ v, weights
     ### END SOLUTION
 
@@ -203,8 +159,7 @@ class MultiHeadSelfAttention(nn.Module):
             q, k, v = self.query(x), self.key(x), self.value(x)
         q, k, v = split_heads(q, self.h), split_heads(k, self.h), split_heads(v, self.h)  # (B, h, T, d)
         p = self.dropout if self.training else 0.0
-        cpu_masks = p > 0 and x.device.type == "cpu" and CPU_DROPOUT == "fast"  # SDPA would draw F.dropout's masks
-        if self.impl == "sdpa" and not keep_weights and not cpu_masks:
+        if self.impl == "sdpa" and not keep_weights:
             m = None if key_mask is None else key_mask[:, None, None, :]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=m, dropout_p=p)
         else:

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mtbert_lib.attention import Dropout, MultiHeadSelfAttention
+from mtbert_lib.attention import MultiHeadSelfAttention
 
 # %%
 from mtbert_lib.grading import check_transformer_layer  # the grader of this notebook's exercise
@@ -59,7 +59,7 @@ class AddNorm(nn.Module):
     def __init__(self, hidden_size: int, dropout: float, eps: float = 1e-12):
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x, sublayer_out):  # both (B, T, H)
         return self.norm(x + self.dropout(sublayer_out))

@@ -52,7 +52,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from mtbert_lib.attention import Dropout
 from mtbert_lib.layers import TransformerLayer
 
 # %%
@@ -108,7 +107,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
         self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = Dropout(c.hidden_dropout_prob)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, input_ids, token_type_ids=None):  # (B, T) -> (B, T, H)
         ### BEGIN SOLUTION

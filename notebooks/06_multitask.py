@@ -53,7 +53,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mtbert_lib.attention import Dropout
 from mtbert_lib.model import BertModel, mean_pool
 from mtbert_lib.tasks import TASKS
 
@@ -214,7 +213,7 @@ class MultitaskBERT(nn.Module):
         self.pair_enc = check_options(pooling, pair_encoding, sts_head)  # {'quora': 'separate'|'joint', 'sts': ...}
         self.encoder, self.pooling, self.pair_encoding, self.sts_head = encoder, pooling, pair_encoding, sts_head
         encoder.requires_grad_(not freeze_encoder)  # freeze_encoder: only the heads learn
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.heads = task_heads(encoder.config.hidden_size, self.pair_enc, sts_head)
 
     def embed(self, enc: dict):  # padded batch -> (B, H) sentence vectors
