@@ -1,0 +1,21 @@
+import time, torch
+torch.set_num_threads(2)
+def bench(f, n=300):
+    for _ in range(5): f()
+    t0 = time.perf_counter()
+    for _ in range(n): f()
+    return (time.perf_counter() - t0) / n * 1e6
+w = torch.randn(1536, 384); wb = w.bfloat16(); out = torch.empty_like(wb); out32 = torch.empty_like(w)
+print("fp32->bf16 .to", bench(lambda: w.to(torch.bfloat16)))
+print("fp32->bf16 copy_ into preallocated", bench(lambda: out.copy_(w)))
+print("bf16->fp32 .to", bench(lambda: wb.to(torch.float32)))
+print("fp32 clone", bench(lambda: w.clone()))
+print("fp32 copy_ preallocated", bench(lambda: out32.copy_(w)))
+torch.set_num_threads(1)
+print("1 thread fp32->bf16 .to", bench(lambda: w.to(torch.bfloat16)))
+print("1 thread bf16->fp32 .to", bench(lambda: wb.to(torch.float32)))
+s = torch.randn(8, 12, 30, 30, dtype=torch.bfloat16)
+torch.set_num_threads(2)
+print("softmax bf16 [8,12,30,30]", bench(lambda: s.softmax(-1)))
+print("softmax fp32", bench(lambda: s.float().softmax(-1)))
+print("softmax bf16 ->fp32 out dtype", bench(lambda: torch.softmax(s, -1, dtype=torch.float32)))
