@@ -125,6 +125,13 @@ def cmd_predict(a):
         print(f"wrote {f}")
 
 
+def cmd_convert_checkpoint(a):
+    from mtbert_lib.training import convert_checkpoint
+    if not Path(a.checkpoint).is_file():
+        raise FileNotFoundError(f"{a.checkpoint}: no such checkpoint file")
+    print(f"wrote {convert_checkpoint(a.checkpoint, a.out, trust=a.trust)}")
+
+
 def cmd_baselines(a):
     from mtbert_lib.baselines import write_baselines
     if a.threads:
@@ -241,7 +248,7 @@ def build_parser():
     d.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"))
     d.add_argument("-n", type=int, default=200, help="number of STS dev pairs")
     d.set_defaults(func=cmd_demo)
-    t = sub.add_parser("train", help="train a named experiment; writes results/NAME-MODEL-seedS.json and runs/.../best.pt "
+    t = sub.add_parser("train", help="train a named experiment; writes results/NAME-MODEL-seedS.json and runs/.../best.safetensors "
                                      "(several processes: torchrun --nproc_per_node N -m mtbert_lib.cli train ...)")
     t.add_argument("--experiment", required=True, help="a name from `mtbert experiments`")
     t.add_argument("--seed", type=int, default=0)
@@ -249,7 +256,7 @@ def build_parser():
     t.add_argument("--recipe", help="paper | tuned (default: the model's own: tuned for MiniLM, paper for bert-base-uncased)")
     t.add_argument("--epochs", type=int)
     t.add_argument("--quick", action="store_true", help="shrink data and epochs (also MTBERT_QUICK=1)")
-    t.add_argument("--resume", action="store_true", help="continue from runs/<run>/last.pt")
+    t.add_argument("--resume", action="store_true", help="continue from runs/<run>/last.safetensors")
     t.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field, e.g. --set pooling=mean")
     t.add_argument("--run-dir", default="runs")
     t.add_argument("--results-dir", default="results")
@@ -278,6 +285,12 @@ def build_parser():
     pr.add_argument("--out", default="predictions")
     pr.add_argument("--tasks", nargs="*")
     pr.set_defaults(func=cmd_predict)
+    cv = sub.add_parser("convert-checkpoint", help="an older pickle checkpoint (best.pt / last.pt) -> best/last.safetensors "
+                                                   "beside it; unpickles the file in full, so only for a file you trust")
+    cv.add_argument("checkpoint")
+    cv.add_argument("--out", help="the file to write (default: best.safetensors / last.safetensors beside it)")
+    cv.add_argument("--trust", action="store_true", help="say that you trust the file's source (required)")
+    cv.set_defaults(func=cmd_convert_checkpoint)
     bl = sub.add_parser("baselines", help="majority class, zero-shot and frozen linear-probe dev scores -> results/baselines-MODEL.json")
     bl.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"))
     bl.add_argument("--results-dir", default="results")

@@ -61,16 +61,25 @@ def sigmoid_rampup(step: int, length: int) -> float:
 # %% ../notebooks/08_mean_teacher.ipynb #c015
 class MeanTeacher:
     def __init__(self, student, kind: str = "kl", decay: float = 0.999, warmup: bool = True, weight: float = 1.0,
-                 rampup: int = 0, sts_head: str = "regression"):
+                 rampup: int = 0, sts_head: str = "regression", decay_rampup: float | None = None,
+                 decay_rampup_steps: int = 0):
         if kind not in ("mse", "kl"):
             raise ValueError(f"unknown consistency {kind!r}; expected 'mse' or 'kl'")
         self.model = copy.deepcopy(student).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.kind, self.decay, self.warmup, self.lam, self.rampup, self.sts_head = kind, decay, warmup, weight, rampup, sts_head
+        self.decay_rampup, self.decay_rampup_steps = decay_rampup, decay_rampup_steps
 
     def weight(self, step: int) -> float:
+        """λ(step): the consistency weight, ramped up over the first `rampup` steps."""
         return self.lam * sigmoid_rampup(step, self.rampup)
+
+    def decay_at(self, step: int) -> float:
+        """α(step): `decay_rampup` for the first `decay_rampup_steps` steps (Tarvainen & Valpola: 0.99 while λ ramps
+        up), `decay` after; with the warm-up, never above 1 − 1/(step + 1)."""
+        early = self.decay_rampup is not None and step < self.decay_rampup_steps
+        return ema_decay_at(step, self.decay_rampup if early else self.decay, self.warmup)
 
     def consistency(self, task, student_out, batch):
         with torch.no_grad():
@@ -78,7 +87,7 @@ class MeanTeacher:
         return consistency_loss(task, student_out, teacher_out, self.kind, self.sts_head)
 
     def update(self, student, step: int):
-        ema_update(self.model, student, ema_decay_at(step, self.decay, self.warmup))
+        ema_update(self.model, student, self.decay_at(step))
 
     def state_dict(self):
         return self.model.state_dict()

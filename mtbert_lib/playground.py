@@ -50,14 +50,15 @@ def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
 
 
 def from_checkpoint(path) -> Playground:
-    """A training run's best model: runs/<run>/best.pt holds {'config', 'encoder_config', 'model', ...}."""
+    """A training run's best model: runs/<run>/best.safetensors holds {'config', 'encoder_config', 'model', ...}; it is
+    read as data (notebook 07), so a shared checkpoint cannot run code."""
     model, tok, cfg = load_best_checkpoint(path)
     return Playground(model.eval(), tok, str(path), tuple(cfg.tasks), cfg.max_length)
 
 
 def find_checkpoints(root="runs") -> list:
-    """Every best.pt under `root` (sorted); [] when there is no such folder."""
-    return sorted(Path(root).glob("**/best.pt"))
+    """Every best.safetensors (and older best.pt) under `root` (sorted); [] when there is no such folder."""
+    return sorted([*Path(root).glob("**/best.safetensors"), *Path(root).glob("**/best.pt")])
 
 # %% ../notebooks/10_playground.ipynb #c011
 @torch.no_grad()

@@ -47,7 +47,7 @@ def load_results(folder="results", recursive: bool = False, complete_only: bool 
 
 # %% ../notebooks/09_figures.ipynb #c005
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The best-dev epoch of each run (the checkpoint `best.pt` keeps)."""
+    """The best-dev epoch of each run (the checkpoint `best.safetensors` keeps)."""
     return df[df.epoch == df.best_epoch].reset_index(drop=True)
 
 

@@ -46,7 +46,7 @@ if "google.colab" in sys.modules:
 # %%
 #| export
 """Schedules (single task, uneven and balanced round-robin), the training config and loop, evaluation, checkpoints."""
-import copy, json, math, os, platform, subprocess, time
+import copy, hashlib, json, math, os, platform, subprocess, time
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 
@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 
 from mtbert_lib import beyond, distributed  # notebook 11 (PCGrad, SMART) and 12 (DDP): off unless a config asks
 from mtbert_lib.data import data_edition
-from mtbert_lib.model import BertModel, BertConfig
+from mtbert_lib.model import BertModel, BertConfig, CheckpointError
 from mtbert_lib.multitask import POOLINGS, STS_HEADS, MultitaskBERT, pair_encodings
 from mtbert_lib.optim import AdamW
 from mtbert_lib.tasks import (TASKS, encode_split, collate, make_batches, task_metric, paper_average, leaderboard_score,
@@ -198,8 +198,11 @@ class MethodConfig:
     consistency: str = "none"  # Mean Teacher: none | mse | kl
     consistency_weight: float = 1.0  # λ
     consistency_rampup: int = 0  # steps of sigmoid ramp-up of λ (0: none)
+    consistency_rampup_share: float = 0.0  # the same ramp-up as a share of all optimizer steps (> 0: overrides the line above)
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay_t = min(decay, 1 − 1/(t+1))
+    ema_decay_rampup: float | None = None  # EMA decay over the first ema_decay_rampup_share of the steps (Tarvainen &
+    ema_decay_rampup_share: float = 0.0  #   Valpola's code: 0.99 while λ ramps up, then ema_decay); None: ema_decay throughout
     eval_teacher: bool = True  # with Mean Teacher: evaluate (and keep) the teacher
     smart_weight: float = 0.0  # SMART (notebook 11): λ_s of the adversarial smoothness loss; 0 = off
     smart_steps: int = 1  # SMART: ascent steps on the perturbation δ
@@ -432,7 +435,11 @@ def provenance(cfg, device) -> dict:
     hardware = (f"{torch.cuda.get_device_name(device)}, compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
                 if cuda else f"{cpu}, {torch.get_num_threads()} threads")
     precision = resolve_precision(cfg.precision, device)
-    return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    dirty = (git("status", "--porcelain", "--untracked-files=no") or "").splitlines()
+    diff = git("diff", "HEAD", "--", ".")  # the uncommitted change of the library (mtbert_lib/) a run computes with
+    return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(dirty),
+            "git_dirty_files": sorted(l[3:] for l in dirty),
+            "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
             "model": cfg.model, "data_edition": data_edition(), "seed": cfg.seed, "device": str(device),
             "hardware": hardware, "precision": precision + (" + loss scaling" if precision == "fp16" else ""),
             "torch": torch.__version__, "python": platform.python_version(),
@@ -542,7 +549,7 @@ def train_step(R, net, group: list, record, epoch: int):
 #| export
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
-    R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.pt's state
+    R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.safetensors' state
     state, log, progress = R.state, R.log, progress and R.world.is_main  # DDP: rank 0 speaks for all
     if state["epoch"] >= cfg.epochs:  # resuming a finished run: nothing to train, its result stands
         return write_result(cfg, state, R.device, results_dir, R.dir)
@@ -560,7 +567,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
                 train_step(R, net, group, record, epoch)
         dev, tr = R.evaluate(R.dev_sets), R.evaluate(R.train_eval)  # the teacher, when it is the model kept
         end_epoch(R, epoch, t0, dev, tr, record, log)  # the history entry and the log line
-        save_checkpoints(R, epoch, dev)  # best.pt when dev improved; last.pt, where resume=True restarts
+        save_checkpoints(R, epoch, dev)  # best.safetensors when dev improved; last.safetensors, where resume=True restarts
         result = write_result(cfg, state, R.device, results_dir, R.dir)
     R.world.barrier()  # DDP: no rank returns before rank 0 has written the result
     return result
@@ -576,6 +583,18 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
 # scaler, epoch and step, the RNG states and the history. The sampler needs no state of its own: an epoch's batches
 # are a function of `(seed, epoch)`. So a run killed anywhere and restarted with `resume=True` repeats the
 # interrupted epoch from the same state and ends with the same numbers (on CPU; the tests check this).
+#
+# **Checkpoints are data, never code.** Learners share checkpoints: a classmate's `best.safetensors` in the
+# playground, a downloaded model for `mtbert predict`, a `runs/` folder copied from Google Drive to resume. A file
+# written by `torch.save` is a *pickle*, and unpickling can call any function the file names (`os.system` included):
+# loading a stranger's `best.pt` with `torch.load(..., weights_only=False)` runs their code. So the course writes
+# every checkpoint as one **safetensors** file — raw tensors plus a JSON header, the format Hugging Face moved to for
+# this reason — and keeps everything that is not a tensor (config, history, optimizer settings, the loss scaler)
+# as JSON in that header: reading it parses bytes and JSON, and nothing in it is ever called. Tuples and integer
+# dict keys (an optimizer state's) are tagged in the JSON so that a resumed run gets back exactly what it saved.
+# Older `best.pt` / `last.pt` files still load, through `torch.load(weights_only=True)`, torch's unpickler that
+# accepts only tensors and plain containers (no allow-list of extra types: ours needs none); a pickle that names
+# anything else is refused in one line that says how to convert a file you trust (`mtbert convert-checkpoint`).
 
 # %%
 #| export
@@ -594,6 +613,11 @@ def validate_config(cfg):
             bad(f"unknown {k} {getattr(cfg, k)!r}; expected one of {sorted(allowed)}")
     if cfg.schedule == "single" and len(cfg.tasks) != 1:
         bad(f"schedule 'single' trains one task, got {cfg.tasks}")
+    for k in ("consistency_rampup_share", "ema_decay_rampup_share"):
+        if not 0 <= getattr(cfg, k) <= 1:
+            bad(f"{k} is a share of training, between 0 and 1; got {getattr(cfg, k)}")
+    if cfg.ema_decay_rampup is not None and not 0 <= cfg.ema_decay_rampup < 1:
+        bad(f"ema_decay_rampup must be in [0, 1), got {cfg.ema_decay_rampup}")
     for k in ("lr", "weight_decay", "dropout", "consistency_weight"):
         if not getattr(cfg, k) >= 0:
             bad(f"{k} must be ≥ 0, got {getattr(cfg, k)}")
@@ -626,7 +650,7 @@ def validate_config(cfg):
 @dataclass
 class Run:
     """What train() works with: the config, where and in what it computes, the data, the model with its optimizer,
-    teacher and loss scaler, and `state` (epoch, step, history, best score), which last.pt carries."""
+    teacher and loss scaler, and `state` (epoch, step, history, best score), which last.safetensors carries."""
     cfg: TrainConfig
     device: torch.device
     precision: str
@@ -685,16 +709,20 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     teacher = None
     if cfg.consistency != "none":
         from mtbert_lib.mean_teacher import MeanTeacher
+        share = lambda f: round(f * total_steps)  # a share of training -> optimizer steps
         teacher = MeanTeacher(model, cfg.consistency, cfg.ema_decay, cfg.ema_warmup, cfg.consistency_weight,
-                              cfg.consistency_rampup, sts_head=cfg.sts_head)
+                              share(cfg.consistency_rampup_share) if cfg.consistency_rampup_share > 0 else cfg.consistency_rampup,
+                              sts_head=cfg.sts_head, decay_rampup=cfg.ema_decay_rampup,
+                              decay_rampup_steps=share(cfg.ema_decay_rampup_share))
     compile_encoder(model, cfg.compile)
     if device.type == "cpu":
         tune_cpu_allocator()  # CPU speed (section 4, plumbing)
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
-    state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0}
+    state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0,
+             "provenance": provenance(cfg, device)}  # the code a run starts with (a resumed run adds its own below)
     R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
             teacher, scaler, state, world, log)
-    if resume and (run / "last.pt").exists():
+    if resume and find_last(run) is not None:
         load_last(R, log)
     return R
 
@@ -739,7 +767,7 @@ def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
 
 # %%
 #| export
-# Plumbing: the end of an epoch — its history entry (in R.state, so last.pt carries it) and its log line
+# Plumbing: the end of an epoch — its history entry (in R.state, so last.safetensors carries it) and its log line
 def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochRecord, log) -> dict:
     cfg, state = R.cfg, R.state
     student = None
@@ -763,13 +791,140 @@ def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochR
 
 # %%
 #| export
-# Plumbing: checkpoints — best.pt (the model kept) and last.pt (everything a resumed run needs)
-def _atomic_save(obj, path: Path):
-    if not distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
-        return
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+# Plumbing: checkpoints are data, never code — the tensors in safetensors, everything else as JSON in its header
+CHECKPOINT_FORMAT = "mtbert-checkpoint"  # the header's "format": files without it are refused
+BEST, LAST = "best.safetensors", "last.safetensors"  # runs/<run>/: the model kept, and what --resume needs
+
+
+def _pack(obj, tensors: dict, path: str):
+    """A nested structure -> a JSON-able tree: each tensor goes into `tensors` and leaves {"__tensor__": key}. Tuples
+    and dicts with non-string keys are tagged, so they come back as they were (a config's tuples, an optimizer's
+    integer keys)."""
+    if isinstance(obj, torch.Tensor):
+        key = path if path not in tensors else f"{path}#{len(tensors)}"
+        tensors[key] = obj.detach()
+        return {"__tensor__": key}
+    if isinstance(obj, np.generic):  # a numpy scalar: its Python value
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (list, tuple)):
+        items = [_pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: _pack(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+        if not all(k is None or isinstance(k, (bool, int, float, str)) for k in obj):
+            raise TypeError(f"checkpoint: cannot store a dict key of type {type(next(iter(obj))).__name__} at {path}")
+        return {"__items__": [[k, _pack(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
+    raise TypeError(f"checkpoint: cannot store a {type(obj).__name__} at {path} (tensors, numbers, text, lists, dicts)")
+
+
+def _unpack(node, tensors: dict, where):
+    """The inverse of _pack. JSON can only hold dicts, lists, text, numbers, booleans and null: nothing here is code."""
+    if isinstance(node, list):
+        return [_unpack(v, tensors, where) for v in node]
+    if not isinstance(node, dict):
+        return node
+    tags = [k for k in node if k.startswith("__")]
+    if tags:
+        (tag, value), = node.items() if len(node) == 1 else ((None, None),)
+        if tag == "__tensor__" and value in tensors:
+            return tensors[value]
+        if tag == "__tuple__" and isinstance(value, list):
+            return tuple(_unpack(v, tensors, where) for v in value)
+        if tag == "__items__" and isinstance(value, list) and all(isinstance(i, list) and len(i) == 2 for i in value):
+            return {k: _unpack(v, tensors, where) for k, v in value}
+        raise CheckpointError(f"{where}: not a checkpoint of this course (unknown entry {tags[0]!r} in its header)")
+    return {k: _unpack(v, tensors, where) for k, v in node.items()}
+
+
+def write_checkpoint(obj: dict, path):
+    """`obj` (nested dicts/lists of tensors and plain values) -> one safetensors file, written atomically."""
+    from safetensors.torch import save_file
+    tensors, seen = {}, set()
+    tree = _pack(obj, tensors, "ck")
+    for k, t in tensors.items():  # safetensors stores each tensor once: contiguous, on the CPU, no shared memory
+        t = t.contiguous().cpu()
+        tensors[k] = t.clone() if t.untyped_storage().data_ptr() in seen else t
+        seen.add(tensors[k].untyped_storage().data_ptr())
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": CHECKPOINT_FORMAT, "version": "1", "tree": json.dumps(tree)})
     os.replace(tmp, path)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:160]
+
+
+def read_checkpoint(path) -> dict:
+    """A checkpoint back as plain dicts, lists, numbers and CPU tensors. No code runs: a safetensors file is parsed
+    (tensors + a JSON header), and an older pickle file (`best.pt`, `last.pt`) goes through torch's weights-only
+    unpickler, which refuses anything but tensors and plain containers. Anything else: one line, CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    n = int.from_bytes(head[:8], "little") if len(head) == 9 else -1
+    if head[8:9] == b"{" and 0 < n < path.stat().st_size:  # safetensors: 8-byte header length, then JSON
+        from safetensors import safe_open
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != CHECKPOINT_FORMAT or "tree" not in meta:
+                    raise CheckpointError(f"{path}: a safetensors file, but not a checkpoint of this course (its header "
+                                          f"has no format {CHECKPOINT_FORMAT!r}); a model folder loads with --model")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            return _unpack(json.loads(meta["tree"]), tensors, path)
+        except CheckpointError:
+            raise
+        except Exception as e:
+            raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    import pickle, re
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        named = re.search(r"GLOBAL (\S+)", str(e))
+        if not named and "weights_only" not in str(e).lower() and "Weights only" not in str(e):
+            raise CheckpointError(f"{path}: not a checkpoint ({_first_line(e)})") from None
+        what = f"names {named.group(1)}, which is" if named else "holds something that is"
+        raise CheckpointError(f"{path}: refused: its pickle {what} not a tensor or a plain value and could run code; "
+                              f"if you trust where it comes from, convert it with `mtbert convert-checkpoint {path} "
+                              f"--trust`") from None
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def convert_checkpoint(path, out=None, trust: bool = False) -> Path:
+    """An older pickle checkpoint (best.pt / last.pt) -> the safetensors format, beside it. Only for a file whose
+    source the user trusts: the pickle is unpickled in full (`trust=True` says so), which can run code."""
+    path = Path(path)
+    if not trust:
+        raise CheckpointError(f"{path}: converting unpickles the file in full, which runs any code it holds; pass "
+                              f"--trust only for a file you trust")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ck, dict) or "model" not in ck or "config" not in ck:
+        raise CheckpointError(f"{path}: not a checkpoint of this course (no 'config' and 'model')")
+    out = Path(out) if out else path.with_name({"best.pt": BEST, "last.pt": LAST}.get(path.name, path.stem + ".safetensors"))
+    write_checkpoint(ck, out)
+    return out
+
+
+def find_last(run_dir) -> Path | None:
+    """The resume checkpoint of a run folder: last.safetensors, or an older last.pt (read through the safe path)."""
+    for name in (LAST, "last.pt"):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+# %%
+#| export
+# Plumbing: checkpoints — best.safetensors (the model kept) and last.safetensors (everything a resumed run needs)
+def _atomic_save(obj, path: Path):
+    if distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
+        write_checkpoint(obj, path)
 
 
 def save_checkpoints(R: Run, epoch: int, dev: dict):
@@ -777,11 +932,11 @@ def save_checkpoints(R: Run, epoch: int, dev: dict):
     if score > state["best_score"] or "best_epoch" not in state:
         state["best_score"], state["best_epoch"] = score, epoch + 1
         _atomic_save({"config": asdict(cfg), "encoder_config": asdict(R.model.encoder.config),
-                      "model": R.eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, R.dir / "best.pt")
+                      "model": R.eval_model().state_dict(), "epoch": epoch + 1, "dev": dev}, R.dir / BEST)
     state["epoch"] = epoch + 1
     _atomic_save({"config": asdict(cfg), "model": R.model.state_dict(), "optimizer": R.opt.state_dict(),
                   "teacher": R.teacher.state_dict() if R.teacher is not None else None, "scaler": R.scaler.state_dict(),
-                  "state": state, "rng": rng_states(R.device)}, R.dir / "last.pt")
+                  "state": state, "rng": rng_states(R.device)}, R.dir / LAST)
 
 
 def rng_states(device) -> dict:
@@ -793,8 +948,7 @@ def rng_states(device) -> dict:
 
 
 def set_rng_states(rng: dict, device):
-    """Back from a checkpoint; torch.load(map_location=<GPU>) moves the saved ByteTensors there, the setters want them
-    on the CPU."""
+    """Back from a checkpoint (its tensors come back on the CPU, where the setters want them)."""
     torch.set_rng_state(rng["torch"].cpu())
     if "cuda" in rng and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(rng["cuda"].cpu(), device)
@@ -807,9 +961,11 @@ def same_config(saved: dict, cfg: TrainConfig) -> bool:
 
 
 def load_last(R: Run, log):
-    """Resume: the model, optimizer, teacher, scaler, state and RNG of R.dir/last.pt."""
-    last = R.dir / "last.pt"
-    ck = torch.load(last, map_location=R.device, weights_only=False)
+    """Resume: the model, optimizer, teacher, scaler, state and RNG of R.dir/last.safetensors."""
+    last = find_last(R.dir)
+    ck = read_checkpoint(last)
+    if not isinstance(ck, dict) or not {"config", "model", "optimizer", "state", "rng"} <= set(ck):
+        raise CheckpointError(f"{last}: not a resume checkpoint of this course (no config, model, optimizer, state, rng)")
     if not same_config(ck["config"], R.cfg):
         raise ValueError(f"{last}: checkpoint was made with another config; remove it or drop --resume")
     R.model.load_state_dict(ck["model"]); R.opt.load_state_dict(ck["optimizer"])
@@ -817,7 +973,10 @@ def load_last(R: Run, log):
         R.teacher.load_state_dict(ck["teacher"])
     if ck.get("scaler"):
         R.scaler.load_state_dict(ck["scaler"])
+    started = R.state["provenance"]
     R.state = {"skipped_in_a_row": 0, **ck["state"]}
+    if "provenance" in R.state:  # what the run continues with, if another revision: the result says so
+        R.state.setdefault("resumed_with", []).append({k: started[k] for k in ("git_revision", "git_dirty", "git_diff_sha256")})
     set_rng_states(ck["rng"], R.device)
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
@@ -833,11 +992,14 @@ def run_name(cfg) -> str:
 
 def write_result(cfg, state, device, results_dir, run) -> dict:
     best = state["history"][state["best_epoch"] - 1]
-    result = {"experiment": cfg.name, "config": asdict(cfg), "provenance": provenance(cfg, device),
+    started = state.get("provenance") or provenance(cfg, device)  # recorded when the run started (older: now)
+    result = {"experiment": cfg.name, "config": asdict(cfg), "provenance": {**started, "recorded": "at start" if "provenance" in state else "at end"},
               "quick": cfg.train_limit is not None, "epochs": state["history"], "best_epoch": state["best_epoch"],
-              "best_dev": best["dev"], "wall_s": round(state["wall_s"], 1), "checkpoint": str(run / "best.pt")}
+              "best_dev": best["dev"], "wall_s": round(state["wall_s"], 1), "checkpoint": str(run / BEST)}
     if "dev_before" in state:
         result["dev_before"] = state["dev_before"]
+    if state.get("resumed_with"):
+        result["provenance"]["resumed_with"] = state["resumed_with"]
     if results_dir and distributed.is_main():  # DDP: rank 0 writes
         out = Path(results_dir) / f"{run_name(cfg)}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -848,13 +1010,11 @@ def write_result(cfg, state, device, results_dir, run) -> dict:
 
 
 def load_best_checkpoint(path):
-    """A run's best model from runs/<run>/best.pt: (model in eval mode on the CPU, its tokenizer, its TrainConfig)."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ValueError(f"{path}: not a checkpoint ({type(e).__name__})") from None
+    """A run's best model from runs/<run>/best.safetensors (or an older best.pt, through the safe path): (model in eval
+    mode on the CPU, its tokenizer, its TrainConfig)."""
+    ck = read_checkpoint(path)
     if not isinstance(ck, dict) or not {"config", "encoder_config", "model"} <= set(ck):
-        raise ValueError(f"{path}: not a best-model checkpoint (use runs/<run>/best.pt, not last.pt)")
+        raise CheckpointError(f"{path}: not a best-model checkpoint (use runs/<run>/{BEST}, not {LAST})")
     names = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in ck["config"].items() if k in names})
     model = build_model(cfg, ck["encoder_config"])
@@ -865,7 +1025,7 @@ def load_best_checkpoint(path):
 # ## 8. Prediction files
 #
 # The best checkpoint writes dev and test-student predictions in the CS224N layout. `load_best_checkpoint`
-# (section 7) rebuilds the model from `best.pt`; the playground of notebook 10 loads its models the same way.
+# (section 7) rebuilds the model from `best.safetensors`; the playground of notebook 10 loads its models the same way.
 
 # %%
 #| export

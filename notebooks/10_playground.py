@@ -22,14 +22,14 @@
 # controls and the answers shown) at http://localhost:8866.
 #
 # **Which model.** The list offers the zero-shot encoder and every checkpoint `mtbert train` left in
-# `runs/**/best.pt`.
+# `runs/**/best.safetensors`.
 #
 # * **zero-shot MiniLM**: the pretrained encoder with **freshly initialised task heads**. The sentiment
 #   probabilities and the paraphrase probability come from *untrained* heads (random weights, seeded): they mean
 #   nothing until you choose a trained checkpoint. The similarity does mean something: it is the mean-pooled
 #   cosine similarity of the two sentences ×5 (negative cosines count as 0), MiniLM's zero-shot STS score
 #   (Pearson r 0.851 on the first 200 STS dev pairs, `mtbert demo`).
-# * **a checkpoint** (`runs/<run>/best.pt`): the fine-tuned encoder and heads of a training run, with that run's
+# * **a checkpoint** (`runs/<run>/best.safetensors`): the fine-tuned encoder and heads of a training run, with that run's
 #   pooling, pair encoding and STS head. A head whose task the run did not train on is untrained, and the page
 #   says so.
 #
@@ -68,7 +68,7 @@ page
 # A `Playground` is a model in eval mode, its tokenizer, and the tasks whose heads were trained. `zero_shot()`
 # builds MultitaskBERT on pretrained MiniLM with mean pooling, separate pair encoding and the `cosine` STS head
 # (notebook 06), so its similarity is `5·max(0, cos(u, v))` of the mean-pooled sentence vectors.
-# `from_checkpoint()` rebuilds a training run's model from its `best.pt` with notebook 07's `load_best_checkpoint`,
+# `from_checkpoint()` rebuilds a training run's model from its `best.safetensors` with notebook 07's `load_best_checkpoint`,
 # the loader `mtbert predict` uses too.
 
 # %%
@@ -111,7 +111,7 @@ class Playground:
         return task not in self.trained and not (task == "sts" and self.model.sts_head == "cosine")
 
 # %% [markdown]
-# Two ways to get one: the zero-shot encoder, or a run's `best.pt` through `load_best_checkpoint` of notebook 07
+# Two ways to get one: the zero-shot encoder, or a run's `best.safetensors` through `load_best_checkpoint` of notebook 07
 # (the same loader `mtbert predict` uses: the run's config rebuilds the model, its weights go in).
 
 # %%
@@ -124,14 +124,15 @@ def zero_shot(model: str = "minilm", seed: int = 0) -> Playground:
 
 
 def from_checkpoint(path) -> Playground:
-    """A training run's best model: runs/<run>/best.pt holds {'config', 'encoder_config', 'model', ...}."""
+    """A training run's best model: runs/<run>/best.safetensors holds {'config', 'encoder_config', 'model', ...}; it is
+    read as data (notebook 07), so a shared checkpoint cannot run code."""
     model, tok, cfg = load_best_checkpoint(path)
     return Playground(model.eval(), tok, str(path), tuple(cfg.tasks), cfg.max_length)
 
 
 def find_checkpoints(root="runs") -> list:
-    """Every best.pt under `root` (sorted); [] when there is no such folder."""
-    return sorted(Path(root).glob("**/best.pt"))
+    """Every best.safetensors (and older best.pt) under `root` (sorted); [] when there is no such folder."""
+    return sorted([*Path(root).glob("**/best.safetensors"), *Path(root).glob("**/best.pt")])
 
 # %% [markdown]
 # ## 2. Predictions and attention

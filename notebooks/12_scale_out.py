@@ -250,7 +250,7 @@ def no_sync(net, sync: bool = True):
 # Files are written by rank 0 alone — every rank holds the same weights and the same metrics, and two processes
 # writing one file could interleave. The others never read what rank 0 writes during a run; `train()` ends with a
 # barrier, so when any rank returns, the result and the checkpoints are on disk. `--resume` works as before: every
-# rank loads the same `last.pt`.
+# rank loads the same `last.safetensors`.
 
 # %%
 #| export

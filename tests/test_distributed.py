@@ -133,7 +133,7 @@ def torchrun(args, data, base):
 def outputs(base):
     (result,) = (base / "results").glob("*.json")
     (run,) = (base / "runs").iterdir()
-    return json.loads(result.read_text()), load_pt(run / "last.pt")
+    return json.loads(result.read_text()), load_pt(run / "last.safetensors")
 
 
 def assert_same_training(one, two, measure, label):
@@ -189,7 +189,7 @@ def test_only_rank_0_writes_files(per_task_runs):
     (result,) = (two / "results").glob("*.json")
     (run,) = (two / "runs").iterdir()
     files = {p.relative_to(two).as_posix() for p in two.rglob("*") if p.is_file()}
-    assert files == {f"results/{result.name}", f"runs/{run.name}/best.pt", f"runs/{run.name}/last.pt"}  # no .tmp left
+    assert files == {f"results/{result.name}", f"runs/{run.name}/best.safetensors", f"runs/{run.name}/last.safetensors"}  # no .tmp left
     renamed = {p.replace(os.sep, "/") for event, p in writes[0] if event == "os.rename"}  # each: a .tmp, then os.replace
     assert files <= renamed, writes[0]
 
@@ -203,7 +203,7 @@ def test_update_sum_resumed_under_torchrun_ends_where_one_process_ends(tiny, sma
         with interrupt_at_step(steps_per_epoch + 1):
             assert main(cli_args("rr-balanced", tiny, tmp_path / "two")) == 130  # interrupted in epoch 2
     (run,) = (tmp_path / "two" / "runs").iterdir()
-    assert load_pt(run / "last.pt")["state"]["epoch"] == 1
+    assert load_pt(run / "last.safetensors")["state"]["epoch"] == 1
     writes = torchrun(cli_args("rr-balanced", tiny, tmp_path / "two", "--resume"), small_data_dir, tmp_path / "two")
     assert writes[1] == []
     assert_same_training(tmp_path / "one", tmp_path / "two", measure, "update=sum, resumed after epoch 1")

@@ -84,7 +84,7 @@ def test_train_flags_reach_the_config(monkeypatch, capsys, tmp_path):
 
     def fake_train(cfg, run_dir, results_dir, resume, progress):
         seen.update(cfg=cfg, run_dir=run_dir, results_dir=results_dir, resume=resume, progress=progress)
-        return {"best_dev": {"sst": 0.5}, "best_epoch": 1, "checkpoint": "x/best.pt"}
+        return {"best_dev": {"sst": 0.5}, "best_epoch": 1, "checkpoint": "x/best.safetensors"}
 
     monkeypatch.setattr(training, "train", fake_train)
     rc = main(["train", "--experiment", "only-sst", "--quick", "--epochs", "1", "--seed", "3", "--set", "pooling=mean",
@@ -134,7 +134,7 @@ def cli_run(request, tmp_path_factory):
         rc_train = main(["train", "--experiment", "only-sts-mse-mt", "--quick", "--epochs", "1", "--run-dir", str(runs),
                          "--results-dir", str(results), "--no-progress", "--set", "train_limit=16",
                          "--set", "dev_limit=16"])
-        best = sorted(runs.glob("*/best.pt"))
+        best = sorted(runs.glob("*/best.safetensors"))
         rc_predict = None
         if rc_train == 0 and len(best) == 1:
             rc_predict = main(["predict", "--checkpoint", str(best[0]), "--out", str(preds), "--tasks", "sts"])
@@ -167,6 +167,9 @@ def test_cli_train_writes_result_json(cli_run):
     prov = res["provenance"]
     assert prov["model"] == "minilm" and prov["seed"] == 0
     assert isinstance(prov["git_revision"], str) and len(prov["git_revision"]) >= 7
+    assert prov["recorded"] == "at start"  # the code the run started with, not the code when it ended
+    assert prov["git_dirty"] == bool(prov["git_dirty_files"])
+    assert (prov["git_diff_sha256"] is None) == (not any(f.startswith("mtbert_lib/") for f in prov["git_dirty_files"]))
     assert prov["data_edition"] == expected_edition(cli_run["data"])
     assert isinstance(prov["hardware"], str) and prov["hardware"]
     assert res["quick"] is True
@@ -178,7 +181,7 @@ def test_cli_train_writes_result_json(cli_run):
     assert {"dev_paper_average", "dev_leaderboard"} <= set(e)
     assert isinstance(res["wall_s"], (int, float)) and res["wall_s"] >= 0
     assert res["best_epoch"] == 1 and res["best_dev"] == e["dev"]
-    assert [p.name for p in cli_run["best"]] == ["best.pt"] and res["checkpoint"] == str(cli_run["best"][0])
+    assert [p.name for p in cli_run["best"]] == ["best.safetensors"] and res["checkpoint"] == str(cli_run["best"][0])
 
 
 @pytest.mark.slow

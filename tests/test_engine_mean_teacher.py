@@ -206,3 +206,38 @@ def test_sigmoid_rampup():
     assert values == sorted(values)
     mt = MeanTeacher(TinyMultitask(), weight=2.0, rampup=10)
     assert mt.weight(10) == 2.0 and mt.weight(0) == pytest.approx(2.0 * math.exp(-5))
+
+
+def test_tarvainen_valpola_schedule_decay_switches_at_the_end_of_the_rampup():
+    """Decay 0.99 for the first `decay_rampup_steps` optimizer steps, then 0.999 (their TF code's step_rampup), with the
+    warm-up cap min(α, 1 − 1/(t+1)) on top; λ follows exp(−5(1 − t/L)²) up to L, then stays at its full value."""
+    mt = MeanTeacher(TinyMultitask(), "kl", decay=0.999, weight=2.0, rampup=400, decay_rampup=0.99, decay_rampup_steps=400)
+    assert mt.decay_at(1) == 0.5 and mt.decay_at(50) == pytest.approx(1 - 1 / 51)  # warm-up: the plain mean
+    assert mt.decay_at(200) == 0.99 and mt.decay_at(399) == 0.99
+    assert mt.decay_at(400) == pytest.approx(1 - 1 / 401) and mt.decay_at(5000) == 0.999  # 0.999, under the warm-up cap
+    assert mt.weight(0) == pytest.approx(2.0 * math.exp(-5)) and mt.weight(200) == pytest.approx(2.0 * math.exp(-1.25))
+    assert mt.weight(400) == mt.weight(10_000) == 2.0
+    plain = MeanTeacher(TinyMultitask(), "kl", decay=0.999)  # the older setting: one decay, λ constant
+    assert plain.decay_at(200) == pytest.approx(1 - 1 / 201) and plain.decay_at(5000) == 0.999 and plain.weight(0) == 1.0
+
+
+def test_rampup_shares_become_steps_of_the_run(tmp_path, monkeypatch, request):
+    """consistency_rampup_share and ema_decay_rampup_share are shares of all optimizer steps of the run."""
+    from engine_helpers import data_env, resolve_data_dir, write_tiny_checkpoint
+    from mtbert_lib.training import TrainConfig, start_run
+    seen = {}
+    real = MeanTeacher.__init__
+
+    def spy(self, *a, **k):
+        real(self, *a, **k)
+        seen.update(rampup=self.rampup, decay_steps=self.decay_rampup_steps, decay_rampup=self.decay_rampup)
+    monkeypatch.setattr(MeanTeacher, "__init__", spy)
+    tiny = write_tiny_checkpoint(tmp_path / "tiny")
+    cfg = TrainConfig(name="x", model=str(tiny), tasks=("sst",), eval_tasks=("sst",), schedule="single", epochs=3,
+                      train_limit=40, dev_limit=8, batch_size=8, bucket=0, consistency="kl",
+                      consistency_rampup_share=0.5, ema_decay_rampup=0.99, ema_decay_rampup_share=0.25)
+    with data_env(resolve_data_dir(request)):
+        R = start_run(cfg, tmp_path / "runs", resume=False, log=lambda *a: None)
+    assert R.total_steps == 15 and seen == {"rampup": 8, "decay_steps": 4, "decay_rampup": 0.99}  # 3 epochs x 5 batches
+    with pytest.raises(ValueError, match="share of training"):
+        TrainConfig(consistency_rampup_share=1.5).validate()

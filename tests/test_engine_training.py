@@ -12,7 +12,7 @@ import torch
 from engine_helpers import data_env, interrupt_at_step, one_line, require_minilm, resolve_data_dir, strip_timing
 from mtbert_lib.experiments import EXPERIMENTS, get_experiment
 from mtbert_lib.multitask import MultitaskBERT
-from mtbert_lib.training import NonFiniteLoss, TrainConfig, run_name, train
+from mtbert_lib.training import NonFiniteLoss, TrainConfig, read_checkpoint, run_name, train
 
 RESUME_CFG = TrainConfig(name="t", tasks=("sst", "sts"), eval_tasks=("sst", "sts"), schedule="balanced",
                          train_limit=16, dev_limit=16, train_eval_limit=8, epochs=3, batch_size=8,
@@ -26,7 +26,7 @@ def quiet(*_):
 
 
 def load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return read_checkpoint(path)
 
 
 def assert_state_dicts_equal(a: dict, b: dict, what: str):
@@ -65,7 +65,7 @@ def resume_runs(request, tmp_path_factory):
         with interrupt_at_step(INTERRUPT_AT_STEP) as calls:
             with pytest.raises(KeyboardInterrupt):
                 train(RESUME_CFG, B / "runs", B / "results", progress=False, log=quiet)
-        interrupted_last = load(B / "runs" / run_name(RESUME_CFG) / "last.pt")
+        interrupted_last = load(B / "runs" / run_name(RESUME_CFG) / "last.safetensors")
         interrupted_json = json.loads((B / "results" / f"{run_name(RESUME_CFG)}.json").read_text())
 
         log = []
@@ -102,12 +102,12 @@ def test_resumed_run_equals_uninterrupted_run(resume_runs):
 @pytest.mark.slow
 def test_resumed_run_has_identical_weights(resume_runs):
     name = run_name(RESUME_CFG)
-    last_a, last_b = load(resume_runs["A"] / "runs" / name / "last.pt"), load(resume_runs["B"] / "runs" / name / "last.pt")
+    last_a, last_b = load(resume_runs["A"] / "runs" / name / "last.safetensors"), load(resume_runs["B"] / "runs" / name / "last.safetensors")
     assert last_a["state"]["epoch"] == last_b["state"]["epoch"] == 3
     assert_state_dicts_equal(last_a["model"], last_b["model"], "student")
     assert_state_dicts_equal(last_a["teacher"], last_b["teacher"], "teacher")
     assert_nested_equal(last_a["optimizer"], last_b["optimizer"], "optimizer")
-    best_a, best_b = load(resume_runs["A"] / "runs" / name / "best.pt"), load(resume_runs["B"] / "runs" / name / "best.pt")
+    best_a, best_b = load(resume_runs["A"] / "runs" / name / "best.safetensors"), load(resume_runs["B"] / "runs" / name / "best.safetensors")
     assert best_a["epoch"] == best_b["epoch"] and best_a["dev"] == best_b["dev"]
     assert_state_dicts_equal(best_a["model"], best_b["model"], "best")
     # the run really trained: the student moved away from the teacher and from its first-epoch weights
@@ -124,7 +124,7 @@ def test_result_json_of_a_run(resume_runs):
     assert res["config"] == json.loads(json.dumps(asdict(RESUME_CFG)))
     assert res["quick"] is True and res["best_epoch"] in (1, 2, 3)
     assert res["best_dev"] == res["epochs"][res["best_epoch"] - 1]["dev"]
-    assert res["checkpoint"].endswith(f"{name}/best.pt")
+    assert res["checkpoint"].endswith(f"{name}/best.safetensors")
     for e in res["epochs"]:
         assert e["dev_score"] == pytest.approx(np.mean([e["dev"]["sst"], e["dev"]["sts"]]))
         assert all(np.isfinite(v) for v in e["train_loss"].values())
@@ -138,7 +138,7 @@ def test_resume_with_another_config_is_refused(request, resume_runs):
     with data_env(resolve_data_dir(request)), pytest.raises(ValueError) as e:
         train(changed, resume_runs["B"] / "runs", resume_runs["B"] / "results", resume=True, progress=False, log=quiet)
     msg = one_line(e)
-    assert "last.pt" in msg and "another config" in msg
+    assert "last.safetensors" in msg and "another config" in msg
 
 
 @pytest.mark.slow
@@ -219,7 +219,7 @@ def test_non_finite_loss_names_step_and_task(request, tmp_path, monkeypatch, bad
     msg = one_line(e)
     for w in words:
         assert w in msg, (w, msg)
-    assert not (tmp_path / "runs" / run_name(cfg) / "best.pt").exists()
+    assert not (tmp_path / "runs" / run_name(cfg) / "best.safetensors").exists()
 
 
 # ------------------------------------------------------------------------------------------------ bad configs

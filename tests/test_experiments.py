@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mtbert_lib.experiments import EXPERIMENTS, RECIPES, TABLE1, apply_recipe, get_experiment, recipe_of
+from mtbert_lib.experiments import EXPERIMENTS, KEEP_STS_HEAD, RECIPES, TABLE1, apply_recipe, get_experiment, recipe_of
 from mtbert_lib.plots import ALIASES, SWEEPS
 from mtbert_lib.training import run_name
 
@@ -32,6 +32,8 @@ def test_tuned_recipe_keeps_what_the_paper_varies(name):
     # the STS loss is a paper switch: 6-way cross-entropy rows keep their head, MSE rows take the recipe's
     if row.sts_head == "classification":
         assert cfg.sts_head == "classification" and cfg.pair_encoding.endswith("sts:separate")
+    elif name in KEEP_STS_HEAD:  # a fresh linear regression head on the 6-way head's pair features (Fig. 4, one change)
+        assert cfg.sts_head == "regression" and cfg.pair_encoding.endswith("sts:separate")
     else:
         assert cfg.sts_head == RECIPES["tuned"]["mse_sts_head"]
     if row.freeze_encoder:  # only the head learns: the row's learning rate stays
@@ -74,3 +76,20 @@ def test_other_sweep_variants_differ_from_every_table1_row():
                 continue
             for row in TABLE1:
                 assert asdict(replace(EXPERIMENTS[n], name=row)) != asdict(EXPERIMENTS[row]), (n, row)
+
+
+def test_mean_teacher_rows_change_one_thing_each():
+    """Issue 20: the faithful Mean Teacher is the older MT row plus Tarvainen & Valpola's λ ramp-up and early decay;
+    ramp-up-only and decay-only each add one of the two; MSE differs from KL by the consistency only; Fig. 4's linear
+    row differs from the CE row by its STS head only (after the recipe)."""
+    from mtbert_lib.experiments import RAMPUP_SHARE
+    mt = get_experiment("rr-balanced-specialized-mt")
+    diff = lambda n, base=mt: {k: v for k, v in asdict(get_experiment(n)).items() if k != "name" and v != getattr(base, k)}
+    ramp = {"consistency_rampup_share": RAMPUP_SHARE}
+    early = {"ema_decay_rampup": 0.99, "ema_decay_rampup_share": RAMPUP_SHARE}
+    assert diff("mt-rampup-only") == {**ramp, "eval_student_too": True}
+    assert diff("mt-decay-only") == {**early, "eval_student_too": True}
+    assert diff("mt-faithful-kl") == {**ramp, **early, "eval_student_too": True}
+    assert diff("mt-faithful-mse", get_experiment("mt-faithful-kl")) == {"consistency": "mse"}
+    assert diff("fig4-sts-mse-linear", get_experiment("fig4-sts-ce")) == {"sts_head": "regression"}
+    assert RAMPUP_SHARE == pytest.approx(40_000 / 150_000)

@@ -175,7 +175,7 @@ def test_auto_precision_on_this_card(measure):
 
 @pytest.mark.parametrize("precision", amp_params("fp32", "bf16", "fp16"))
 def test_training_steps_per_precision(request, tmp_path, gpu_checkpoints, precision, measure):
-    from mtbert_lib.training import run_name, train
+    from mtbert_lib.training import read_checkpoint, run_name, train
     cfg = gpu_cfg(gpu_checkpoints["dropout"], precision=precision)
     with data_env(resolve_data_dir(request)):
         result = train(cfg, tmp_path / "runs", tmp_path / "results", progress=False, log=quiet)
@@ -187,7 +187,7 @@ def test_training_steps_per_precision(request, tmp_path, gpu_checkpoints, precis
     assert "compute capability" in result["provenance"]["hardware"]
     if precision == "fp16":
         assert e["fp16"]["skipped_steps"] < e["step"], e["fp16"]  # the scale settles; most steps are taken
-    last = torch.load(tmp_path / "runs" / run_name(cfg) / "last.pt", map_location="cpu", weights_only=False)
+    last = read_checkpoint(tmp_path / "runs" / run_name(cfg) / "last.safetensors")
     assert (last["scaler"] != {}) == (precision == "fp16")  # the loss scaler is checkpointed under fp16
     measure(f"gpu train {precision}: 12 steps, train loss {e['train_loss']}, "
             f"dev {({k: round(v, 3) for k, v in e['dev'].items()})}, {result['wall_s']} s"
@@ -227,7 +227,7 @@ def test_resume_on_gpu_equals_uninterrupted(request, tmp_path, gpu_checkpoints, 
     arithmetic is identical, as on the CPU."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from mtbert_lib.multitask import MultitaskBERT
-    from mtbert_lib.training import run_name, train
+    from mtbert_lib.training import read_checkpoint, run_name, train
     cfg = gpu_cfg(gpu_checkpoints["dropout"], precision=precision, epochs=2, tasks=("sst", "sts"), eval_tasks=("sst", "sts"))
     steps_per_epoch = 8  # 32 per task, batch 8 -> 4 rounds x 2 tasks
     A, B = tmp_path / "A", tmp_path / "B"
@@ -252,8 +252,8 @@ def test_resume_on_gpu_equals_uninterrupted(request, tmp_path, gpu_checkpoints, 
     finally:
         torch.use_deterministic_algorithms(was)
     name = run_name(cfg)
-    la = torch.load(A / "runs" / name / "last.pt", map_location="cpu", weights_only=False)
-    lb = torch.load(B / "runs" / name / "last.pt", map_location="cpu", weights_only=False)
+    la = read_checkpoint(A / "runs" / name / "last.safetensors")
+    lb = read_checkpoint(B / "runs" / name / "last.safetensors")
     worst = max((la["model"][k].double() - lb["model"][k].double()).abs().max().item() for k in la["model"])
     measure(f"gpu resume {precision}: max |weight difference| resumed vs uninterrupted {worst:.2e}; "
             f"dev A {result_a['best_dev']} B {result_b['best_dev']}")

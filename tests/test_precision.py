@@ -20,7 +20,7 @@ from engine_helpers import data_env, one_line, resolve_data_dir
 from mtbert_lib.model import BertConfig, BertModel
 from mtbert_lib.multitask import MultitaskBERT
 from mtbert_lib.optim import AdamW
-from mtbert_lib.training import (NonFiniteLoss, TrainConfig, auto_precision, autocast, grad_scaler, optimizer_step,
+from mtbert_lib.training import (read_checkpoint, NonFiniteLoss, TrainConfig, auto_precision, autocast, grad_scaler, optimizer_step,
                                  provenance, resolve_precision, run_name, train)
 
 CARDS = [  # (card, compute capability, what auto must pick)
@@ -173,7 +173,7 @@ def test_fp16_run_skips_an_inf_step_and_goes_on(request, tmp_path, monkeypatch, 
     assert e2["step"] == 2 * STEPS_PER_EPOCH  # a skipped step still counts as a step of the schedule
     assert all(math.isfinite(v) for e in result["epochs"] for v in e["train_loss"].values())
     assert result["provenance"]["precision"] == "fp16 + loss scaling"
-    last = torch.load(tmp_path / "runs" / run_name(cfg) / "last.pt", weights_only=False)
+    last = read_checkpoint(tmp_path / "runs" / run_name(cfg) / "last.safetensors")
     assert last["scaler"]["scale"] == 2.0 ** 15 and last["scaler"]["_growth_tracker"] == 2 * STEPS_PER_EPOCH - 3
     steps_taken = {int(s["step"]) for s in last["optimizer"]["state"].values()}
     assert steps_taken == {2 * STEPS_PER_EPOCH - 1}  # AdamW did not step when the scaler skipped
@@ -217,8 +217,8 @@ def test_interrupted_fp16_run_resumes_to_the_same_end(request, tmp_path, monkeyp
     assert strip(result_a["epochs"]) == strip(result_b["epochs"])
     assert result_b["epochs"][0]["fp16"]["skipped_steps"] >= 1 and len(result_b["epochs"]) == 2
     name = run_name(cfg)
-    la = torch.load(A / "runs" / name / "last.pt", weights_only=False)
-    lb = torch.load(B / "runs" / name / "last.pt", weights_only=False)
+    la = read_checkpoint(A / "runs" / name / "last.safetensors")
+    lb = read_checkpoint(B / "runs" / name / "last.safetensors")
     assert la["scaler"] == lb["scaler"] and la["scaler"]["scale"] < 2.0 ** 16
     for k in la["model"]:
         assert torch.equal(la["model"][k], lb["model"][k]), k

@@ -49,7 +49,7 @@ def mt_runs(tiny_bert_dir, small_data_dir, tmp_path_factory):
             probe = TrainProbe(mp)
             result = train(cfg, base / "runs", base / "results", progress=False, log=quiet)
         run = base / "runs" / run_name(cfg)
-        out[name] = dict(cfg=cfg, probe=probe, result=result, best=load_pt(run / "best.pt"), last=load_pt(run / "last.pt"))
+        out[name] = dict(cfg=cfg, probe=probe, result=result, best=load_pt(run / "best.safetensors"), last=load_pt(run / "last.safetensors"))
     return out
 
 

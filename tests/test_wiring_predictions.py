@@ -43,7 +43,7 @@ def predicted(tiny_bert_dir, small_data_dir, tmp_path_factory):
                       ema_decay=0.5, eval_teacher=True, train_eval_limit=4, eval_batch_size=4)
     with data_env(small_data_dir):
         result = train(cfg, base / "runs", base / "results", progress=False, log=quiet)
-        best = base / "runs" / run_name(cfg) / "best.pt"
+        best = base / "runs" / run_name(cfg) / "best.safetensors"
         written = predict_checkpoint(best, base / "out", log=quiet)
     return dict(cfg=cfg, result=result, best=best, written=written, out=base / "out")
 

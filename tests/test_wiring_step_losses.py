@@ -74,7 +74,7 @@ def resumed(tiny_bert_dir, small_data_dir, tmp_path_factory):
         with interrupt_at_step(STEPS_PER_EPOCH + 2):
             with pytest.raises(KeyboardInterrupt):
                 train(cfg, B / "runs", B / "results", progress=False, log=quiet)
-        interrupted = load_pt(B / "runs" / run_name(cfg) / "last.pt")
+        interrupted = load_pt(B / "runs" / run_name(cfg) / "last.safetensors")
         log = []
         result_b = train(cfg, B / "runs", B / "results", resume=True, progress=False, log=log.append)
     return dict(cfg=cfg, a=result_a, b=result_b, interrupted=interrupted, log=log)
@@ -117,8 +117,8 @@ def test_eval_student_too_scores_the_student_and_changes_nothing_else(tiny_bert_
     (plain, _), (both, cfg) = runs[False], runs[True]
     assert all("dev_student" not in e for e in plain["epochs"])
     assert without(plain["epochs"]) == without(both["epochs"], "dev_student")
-    last = load_pt(tmp_path / "True" / run_name(cfg) / "last.pt")
-    best = load_pt(tmp_path / "True" / run_name(cfg) / "best.pt")
+    last = load_pt(tmp_path / "True" / run_name(cfg) / "last.safetensors")
+    best = load_pt(tmp_path / "True" / run_name(cfg) / "best.safetensors")
     assert not all(torch.equal(last["model"][k], last["teacher"][k]) for k in last["model"])  # two different models
     with data_env(small_data_dir):
         from mtbert_lib.tasks import encode_split

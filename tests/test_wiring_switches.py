@@ -174,7 +174,7 @@ def test_frozen_encoder_stays_unchanged_and_heads_learn(tiny_bert_dir, small_dat
     assert len(probe.steps) == 6
     trained = {n for g in probe.optimizer.param_groups for n in probe.names_of(g["params"])}
     assert trained == {f"heads.{t}.{w}" for t in ("sst", "cfimdb", "quora", "sts") for w in ("weight", "bias")}
-    last = load_pt(tmp_path / "runs" / run_name(cfg) / "last.pt")["model"]
+    last = load_pt(tmp_path / "runs" / run_name(cfg) / "last.safetensors")["model"]
     pretrained = BertModel.from_pretrained(cfg.model).state_dict()
     for k, v in pretrained.items():
         assert torch.equal(last[f"encoder.{k}"], v), f"frozen encoder weight {k} changed"
@@ -247,7 +247,7 @@ def test_head_lr_warmup_and_decay_reach_the_loop_and_resume(tiny_bert_dir, small
         result_b = train(cfg, B / "runs", B / "results", resume=True, progress=False, log=quiet)
     assert [s["lrs"] for s in probe_b.steps] == [s["lrs"] for s in probe_a.steps[4:]]  # the schedule went on
     assert strip_timing(result_a["epochs"]) == strip_timing(result_b["epochs"])
-    last_a, last_b = (load_pt(d / "runs" / run_name(cfg) / "last.pt") for d in (tmp_path / "A", B))
+    last_a, last_b = (load_pt(d / "runs" / run_name(cfg) / "last.safetensors") for d in (tmp_path / "A", B))
     for k, v in last_a["model"].items():
         assert torch.equal(v, last_b["model"][k]), k
     sa, sb = last_a["optimizer"], last_b["optimizer"]

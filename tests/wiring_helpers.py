@@ -190,7 +190,7 @@ class TrainProbe:
 
 
 def load_pt(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return training.read_checkpoint(path)
 
 
 def quiet(*_):
