@@ -49,7 +49,9 @@ def best_configuration(t: pd.DataFrame) -> str:
 def section(folder: Path) -> str:
     df, search = plots.load_results(folder), plots.load_results(folder / "search", recursive=True)
     base = plots.load_baselines(folder)
-    full = df[~df.quick] if len(df) else df
+    everything = df[~df.quick & (df.recipe == "tuned")] if len(df) else df  # the 2-epoch CPU protocol, any encoder
+    full = plots.protocol(df, "tuned")  # ... with MiniLM itself: Table 1, the figures, the claims
+    long = plots.protocol(df, "tuned10")  # the same recipe over the paper's 10 epochs
     out = []
     if base:
         p = base["provenance"]
@@ -96,15 +98,21 @@ def section(folder: Path) -> str:
                 task = n.split("-")[0]
                 out.append(f"| {n} | {int(r.runs)} | {plots.pm(r[task], r[f'{task} std'])} | {PAPER_SENTIMENT[n]:.3f} |")
             out.append("")
-        out += ["**The paper's claims** (`plots.claim_sentences`: a difference counts only beyond twice the larger "
-                "std over ≥ 2 seeds):", "", *plots.claim_sentences(fa), "",
-                ]
+        out += ["**The paper's claims** (`plots.claim_sentences`, 2-epoch CPU protocol; *rule*: a difference of the means "
+                "counts only beyond twice the larger std over ≥ 2 seeds; *paired*: the mean of the same-seed differences "
+                "a − b with its 95% t-interval, and the verdict the conclusions use — notebook 09, section 6):", "",
+                *plots.claim_sentences(fa), ""]
+        if len(long):
+            la = plots.with_aliases(long)
+            out += [f"**Over the paper's 10 epochs** (recipe `tuned10`, {long.file.nunique()} runs; " + provenance_line(long) + "):",
+                    "", *plots.claim_sentences(la, "10 epochs"), "", "Between 2 and 10 epochs:", "",
+                    *plots.verdict_changes(fa, la), ""]
         proto = full[~full.experiment.isin(plots.BEYOND_LABELS)]
         out += [f"Wall time of the protocol's {proto.file.nunique()} full runs: "
                 f"{proto.groupby('file').wall_s.max().sum() / 3600:.1f} h (sum of each run's training + evaluation time).", ""]
-        bt = plots.beyond_table(full)
+        bt = plots.beyond_table(everything)
         if bt.runs.drop(plots.BASE_ROW).sum():
-            d = full[full.experiment.isin(bt.index)]
+            d = everything[everything.experiment.isin(bt.index)]
             out += ["**Beyond the paper** (notebook 11; each technique on `rr-balanced-specialized`; dev, best epoch, mean ± "
                     "std (runs), Δ = difference of the means from that row; baselines as in Table 1; " + provenance_line(d) + "):", "",
                     "| experiment | runs | dev SST | dev Para | dev STS | Δ SST / Para / STS | Δ average |",
@@ -113,7 +121,7 @@ def section(folder: Path) -> str:
                 delta = "–" if n == plots.BASE_ROW else " / ".join(f"{r[f'Δ {k}']:+.3f}" for k in plots.TASKS3)
                 out.append(f"| {n} | {int(r.runs)} | " + " | ".join(plots.pm(r[k], r[f'{k} std']) for k in plots.TASKS3)
                            + f" | {delta} | {'–' if n == plots.BASE_ROW else format(r['Δ avg'], '+.3f')} |")
-            out += ["", *plots.beyond_sentences(full), ""]
+            out += ["", *plots.beyond_sentences(everything), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
