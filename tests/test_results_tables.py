@@ -132,3 +132,51 @@ def test_best_configuration_and_goals(tmp_path):
     assert line.startswith("**Best configuration on dev**") and "rr-uneven 0.7267 (1 runs); next rr-balanced 0.7300" not in line
     assert "rr-balanced 0.7300 (1 runs); next rr-uneven 0.7267 (1 runs)" in line
     assert "sst 0.510 ≥ 0.50 met" in line and "quora 0.800 ≥ 0.84 missed by 0.040" in line
+
+
+def test_paired_difference_and_interval_match_scipy(tmp_path):
+    """The paired-by-seed difference and its 95% t-interval are scipy's (ttest_rel's confidence interval)."""
+    from scipy import stats
+    a, b = [0.81, 0.83, 0.80], [0.80, 0.815, 0.79]
+    for seed in range(3):
+        fake_run(tmp_path, "fig5-mt-kl", seed, [{"sst": a[seed], "quora": 0.5, "sts": 0.5}])
+        fake_run(tmp_path, "fig5-mt-none", seed, [{"sst": b[seed], "quora": 0.5, "sts": 0.5}])
+    fake_run(tmp_path, "fig5-mt-none", 3, [{"sst": 0.1, "quora": 0.5, "sts": 0.5}])  # no partner: not paired
+    df = plots.load_results(tmp_path)
+    p = plots.paired(df, "fig5-mt-kl", "fig5-mt-none", "sst")
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert p["n"] == 3 and p["mean"] == pytest.approx(np.mean(np.subtract(a, b)), abs=1e-12)
+    assert (p["lo"], p["hi"]) == (pytest.approx(ci.low, abs=1e-12), pytest.approx(ci.high, abs=1e-12))
+    assert plots.paired_verdict(p, +1) == "reproduced" and plots.paired_verdict(p, -1) == "the opposite holds"
+    assert plots.paired_verdict({**p, "lo": -0.01}, +1).startswith("not settled")
+    assert plots.paired_verdict(plots.paired(df[df.seed == 0], "fig5-mt-kl", "fig5-mt-none", "sst"), 1).startswith("unsettled")
+
+
+def test_the_rule_misses_what_the_pairs_show(tmp_path):
+    """A difference smaller than the spread between seeds but the same on every seed: the rule says noise, the paired
+    interval says reproduced — the case of specialized − balanced (issue 20)."""
+    for seed, level in enumerate([0.60, 0.70, 0.80]):
+        fake_run(tmp_path, "rr-balanced-specialized", seed, [{t: level + 0.01 for t in ("sst", "quora", "sts")}])
+        fake_run(tmp_path, "rr-balanced", seed, [{t: level + 0.002 * seed for t in ("sst", "quora", "sts")}])
+    line = next(l for l in plots.claim_sentences(plots.load_results(tmp_path)) if "`rr-balanced-specialized` − `rr-balanced`" in l)
+    assert "*within seed noise*" in line and "**reproduced**" in line
+
+
+def test_students_and_protocols(tmp_path):
+    """with_students: a Mean Teacher run's student is a run of its own, at its own best epoch; protocol never pools
+    recipes or models."""
+    fake_run(tmp_path, "mt-faithful-kl", 0, [{"sst": 0.5, "quora": 0.5, "sts": 0.5}, {"sst": 0.6, "quora": 0.6, "sts": 0.6}])
+    f = tmp_path / "mt-faithful-kl-minilm-tuned-seed0.json"
+    r = json.loads(f.read_text())
+    r["epochs"][0]["dev_student"] = {"sst": 0.7, "quora": 0.7, "sts": 0.7}  # the student peaks at epoch 1
+    r["epochs"][1]["dev_student"] = {"sst": 0.4, "quora": 0.4, "sts": 0.4}
+    f.write_text(json.dumps(r))
+    long = dict(r, config=dict(r["config"], recipe="tuned10"))
+    (tmp_path / "mt-faithful-kl-minilm-tuned10-seed0.json").write_text(json.dumps(long))
+    other = dict(r, provenance=dict(r["provenance"], model="bert-base-uncased"))
+    (tmp_path / "mt-faithful-kl-bert-base-uncased-tuned-seed0.json").write_text(json.dumps(other))
+    df = plots.load_results(tmp_path)
+    two = plots.protocol(df, "tuned")
+    assert two.file.nunique() == 1 and len(plots.protocol(df, "tuned10")) == 2
+    b = plots.best_rows(plots.with_students(two)).set_index("experiment")
+    assert b.loc["mt-faithful-kl", "dev_sst"] == 0.6 and b.loc["mt-faithful-kl:student", "dev_sst"] == 0.7
