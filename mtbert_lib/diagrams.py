@@ -118,7 +118,7 @@ def head_split(T: int = 4, h: int = 3, d: int = 2):
     for t in range(T):
         c.cells(x0, y0 + (T - 1 - t) * s, [head_color[j // d] for j in range(H)], w=s, h=s)
         c.text(x0 - 0.35, y0 + (T - 1 - t + 0.5) * s, f"t{t}", fontsize=7)
-    c.text(x0 + H * s / 2, y0 + T * s + 0.45, "x: (T, H)\none row per token", fontsize=8)
+    c.text(x0 + H * s / 2, y0 + T * s + 0.45, "q (or k, or v): (T, H)\none row per token", fontsize=8)
     c.text(x0 + H * s / 2, y0 - 0.5, "columns coloured by head", fontsize=7, color="0.35")
     # split: h blocks of (T, d)
     x1 = 7.4

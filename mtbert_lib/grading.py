@@ -517,7 +517,7 @@ def _check_make_batches(fn):
     order = np.concatenate(srt)
     _ensure(bool(np.all(np.diff(L[order]) >= 0)), "bucket < 0 (evaluation): sort the whole set by length, shortest "
             "first, so that each batch holds sentences of nearly the same length")
-    _ensure(all(np.array_equal(L, L0) for _ in [0]), "the lengths must not be changed in place (sort a copy, or sort indices)")
+    _ensure(np.array_equal(L, L0), "the lengths must not be changed in place (sort a copy, or sort indices)")
     # shuffled
     a = _as_batches(fn(L, bs, np.random.default_rng(0)), n, "with rng")
     _ensure(not np.array_equal(np.concatenate(a), np.arange(n)), "with an rng (training) the order must be shuffled")
@@ -549,7 +549,7 @@ def _check_make_batches(fn):
     _ensure(P < (Q + R) / 2, f"bucket={bucket}: {P:.0f} pad tokens per epoch, about as many as random batches ({R:.0f}); "
             f"length bucketing gives {Q:.0f}: shuffle, cut the order into chunks of bucket·batch_size examples, sort "
             "each chunk by length, then cut it into batches")
-    _ensure(all(np.array_equal(L, L0) for _ in [0]), "the lengths must not be changed in place (sort a copy, or sort indices)")
+    _ensure(np.array_equal(L, L0), "the lengths must not be changed in place (sort a copy, or sort indices)")
 
 
 # ------------------------------------------------------------------------------------------------ 06 multitask
