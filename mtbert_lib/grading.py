@@ -1,16 +1,20 @@
 """The graders of the course's exercises: one `check_*` per exercise, called in the cell right after it.
 
 Each check runs the learner's function or class on real data (SST and STS sentences through the MiniLM tokenizer
-and MiniLM's own activations) against the library's implementation (and PyTorch's, where it has one) and prints
-exactly one line:
+and MiniLM's own activations; for notebook 09 the project's own full runs in results/) against the library's
+implementation (and PyTorch's or SciPy's, where they have one) and prints exactly one line:
 
     EXERCISE <name>: PASS
     EXERCISE <name>: TODO                 (the body still raises NotImplementedError)
     EXERCISE <name>: FAIL: <reason>       (what is wrong: shape, values, masking, ...)
 
+A wrong answer gets the message of the mistake it matches (each typical mistake is recomputed on the same data and
+compared); tests/test_graders.py holds one wrong submission per message.
+
 Hand-written (not generated from a notebook). The student editions of the notebooks (notebooks/exercises/, made by
 tools/exercises.py with nbgrader's ClearSolutions) call the same checks; `mtbert grade NOTEBOOK.ipynb` collects the
-lines of a whole notebook.
+lines of a whole notebook. A new exercise: a `check_<name>` here, named in `__all__` (EXERCISES follows), a solution
+region and a grader cell `check_<name>(...)` in its notebook.
 """
 import copy, functools, math
 
