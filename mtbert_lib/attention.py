@@ -16,7 +16,7 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     """q, k, v: (B, h, T, d); key_mask: (B, T) bool, True where the key is a real token.
     Returns (output (B, h, T, d), weights (B, h, T, T))."""
     ### BEGIN SOLUTION
-    # HINT: scores = q kᵀ / √d; where key_mask is False put torch.finfo(scores.dtype).min (not -inf); softmax over the keys; dropout (F.dropout(weights, dropout_p, training)) only on the weights that multiply v; return (output, weights before dropout)
+    # HINT: every query scores every key, scaled so that the scores do not grow with d; a padded key must end with weight exactly 0, even in a row with no real key at all (what fill value makes that safe?); dropout belongs only to the weights that multiply v, and the weights you return are the ones that sum to 1
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, T, T)
     if key_mask is not None:
@@ -27,11 +27,11 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     return weights_dropped @ v, weights
     ### END SOLUTION
 
-# %% ../notebooks/01_attention.ipynb #c011
+# %% ../notebooks/01_attention.ipynb #c013
 def split_heads(x, num_heads: int):
     """(B, T, H) -> (B, h, T, d), d = H / h: head i gets the slice [i·d, (i+1)·d) of every token's vector."""
     ### BEGIN SOLUTION
-    # HINT: view x as (B, T, h, d), then swap the token and head axes (transpose(1, 2))
+    # HINT: each token's H numbers are cut into h consecutive slices of d; the head axis has to end up in front of the token axis, and no number may move to another token
     B, T, H = x.shape
     return x.view(B, T, num_heads, H // num_heads).transpose(1, 2)
     ### END SOLUTION
@@ -40,12 +40,12 @@ def split_heads(x, num_heads: int):
 def merge_heads(x):
     """(B, h, T, d) -> (B, T, h·d): the inverse of split_heads, the heads side by side again."""
     ### BEGIN SOLUTION
-    # HINT: swap the head and token axes back, then reshape (not view: the transposed tensor is not contiguous) to (B, T, h·d)
+    # HINT: the inverse of split_heads: the token axis back in front, then the h slices side by side again (is the tensor still contiguous at that point?)
     B, h, T, d = x.shape
     return x.transpose(1, 2).reshape(B, T, h * d)
     ### END SOLUTION
 
-# %% ../notebooks/01_attention.ipynb #c013
+# %% ../notebooks/01_attention.ipynb #c015
 class MultiHeadSelfAttention(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.1,
                  fused_qkv: bool = True, impl: str = "sdpa"):

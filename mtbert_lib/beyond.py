@@ -22,7 +22,7 @@ from .model import BertModel, _LAYER_MAP, read_checkpoint_weights, resolve_check
 from .optim import AdamW
 from .tokenizer import load_tokenizer
 
-# %% ../notebooks/11_beyond.ipynb #c007
+# %% ../notebooks/11_beyond.ipynb #c009
 def mask_tokens(input_ids, special_ids, vocab_size: int, mask_id: int, rate: float = 0.15, generator=None):
     """(inputs, labels) for MLM: `rate` of the non-special tokens are targets; of those 80% -> [MASK],
     10% -> a random token, 10% unchanged. labels = original id at targets, -100 elsewhere."""
@@ -41,7 +41,7 @@ def special_ids(tok) -> list:
     return [tok.tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
             if tok.tokenizer.token_to_id(t) is not None]
 
-# %% ../notebooks/11_beyond.ipynb #c009
+# %% ../notebooks/11_beyond.ipynb #c011
 def training_sentences(tasks=("sst", "quora", "sts"), limit: int | None = None) -> list:
     """The distinct sentences of the tasks' training splits (pairs: both sides), in a fixed order."""
     seen = {}
@@ -51,7 +51,7 @@ def training_sentences(tasks=("sst", "quora", "sts"), limit: int | None = None) 
                 seen.setdefault(text, None)
     return list(seen)
 
-# %% ../notebooks/11_beyond.ipynb #c012
+# %% ../notebooks/11_beyond.ipynb #c014
 class MLMHead(nn.Module):
     """BERT's LM prediction head: dense + GELU + LayerNorm, then the tied decoder (word embeddings) + own bias."""
     def __init__(self, hidden_size: int, vocab_size: int, eps: float = 1e-12):
@@ -65,7 +65,7 @@ class MLMHead(nn.Module):
     def forward(self, h, word_embeddings):  # (..., H), (V, H) -> (..., V)
         return F.linear(self.LayerNorm(F.gelu(self.dense(h))), word_embeddings, self.bias)
 
-# %% ../notebooks/11_beyond.ipynb #c013
+# %% ../notebooks/11_beyond.ipynb #c015
 _HEAD_KEYS = {"dense.weight": "transform.dense.weight", "dense.bias": "transform.dense.bias", "bias": "bias",
               "LayerNorm.weight": "transform.LayerNorm.weight", "LayerNorm.bias": "transform.LayerNorm.bias"}
 
@@ -103,7 +103,7 @@ def _config(folder):
     from mtbert_lib.model import BertConfig
     return BertConfig.from_json(Path(folder) / "config.json")
 
-# %% ../notebooks/11_beyond.ipynb #c015
+# %% ../notebooks/11_beyond.ipynb #c017
 _OURS_TO_HF = {ours: hf for hf, ours in _LAYER_MAP.items()}
 
 
@@ -138,7 +138,7 @@ def save_checkpoint_folder(model: BertForMLM, folder, vocab_from: str = "minilm"
         (folder / "mlm_pretraining.json").write_text(json.dumps(extra, indent=1))
     return folder
 
-# %% ../notebooks/11_beyond.ipynb #c017
+# %% ../notebooks/11_beyond.ipynb #c019
 def _batches(encoded, batch_size, rng):
     order = rng.permutation(len(encoded))
     return [[encoded[i] for i in order[j:j + batch_size]] for j in range(0, len(order), batch_size)]
@@ -177,7 +177,7 @@ def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
         raise ValueError(f"pretrain_mlm: all {len(texts)} sentences are held out (heldout={heldout}); nothing left to train on")
     return held, train_enc
 
-# %% ../notebooks/11_beyond.ipynb #c018
+# %% ../notebooks/11_beyond.ipynb #c020
 def mlm_step(net, opt, scaler, b, inputs, labels, device, precision: str, lr: float) -> float:
     """One optimizer step at rate `lr` on a masked batch, in `precision` on `device` (fp16: through the gradient scaler)."""
     from mtbert_lib.training import autocast  # here, not at the top: training imports this module
@@ -192,7 +192,7 @@ def mlm_step(net, opt, scaler, b, inputs, labels, device, precision: str, lr: fl
     scaler.update()
     return loss.item()
 
-# %% ../notebooks/11_beyond.ipynb #c019
+# %% ../notebooks/11_beyond.ipynb #c021
 def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds: float | None = None,
                  batch_size: int = 32, lr: float = 5e-5, warmup: int = 50, max_length: int = 64, heldout: int = 512,
                  limit: int | None = None, seed: int = 0, device=None, precision: str = "fp32", log=print) -> dict:
@@ -233,7 +233,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
         result["folder"] = str(save_checkpoint_folder(net, out, vocab_from=model, extra=result))
     return result
 
-# %% ../notebooks/11_beyond.ipynb #c026
+# %% ../notebooks/11_beyond.ipynb #c028
 def pcgrad(grads: list, rng: random.Random | None = None):
     """grads: one flat gradient vector per task. Returns (combined gradient, conflicting pairs, pairs): the sum of
     the PCGrad-projected gradients, and how many task pairs had a negative inner product before projection."""
@@ -255,7 +255,7 @@ def pcgrad(grads: list, rng: random.Random | None = None):
         projected.append(g)
     return torch.stack(projected).sum(0).to(grads[0].dtype), conflicts, n * (n - 1) // 2
 
-# %% ../notebooks/11_beyond.ipynb #c030
+# %% ../notebooks/11_beyond.ipynb #c032
 def take_grads(model) -> list:
     """The trainable parameters' gradients (None where a task did not reach), which are then cleared."""
     grads = []
@@ -286,7 +286,7 @@ def pcgrad_weights(D: torch.Tensor, rng: random.Random) -> torch.Tensor:
         w += c
     return w
 
-# %% ../notebooks/11_beyond.ipynb #c031
+# %% ../notebooks/11_beyond.ipynb #c033
 # Plumbing: the PCGrad step of the training loop, on the tasks' Gram matrix
 def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
     """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs.
@@ -317,7 +317,7 @@ def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
             p.grad = grad.to(p.dtype)
     return conflicts / pairs if pairs else 0.0
 
-# %% ../notebooks/11_beyond.ipynb #c035
+# %% ../notebooks/11_beyond.ipynb #c037
 class _Perturb:
     """Forward hook: adds δ (created at the first call, Gaussian with std `noise`) to the module's output."""
     def __init__(self, noise: float):

@@ -160,7 +160,9 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
     Returns (results, crashes): results maps each exercise to PASS, TODO or FAIL: reason, in notebook order; crashes
     lists one line per cell that failed outside the exercises. Not crashes: an error in an exercise cell (its grader
     reports it as FAIL), a cell raising NotImplementedError (it uses an unfinished exercise, which its grader reports
-    as TODO) and a NameError after such a cell (a consequence of it). Every grader cell runs, whatever failed before."""
+    as TODO), a NameError after such a cell (a consequence of it), and an error in a cell that uses a function or
+    class of an exercise that did not pass (printed as an `AFTER FAIL` line that names the exercise to fix first).
+    Every grader cell runs, whatever failed before."""
     import re, subprocess
     try:
         import nbformat
@@ -184,6 +186,7 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
                       or "### BEGIN SOLUTION" in c.source}  # student edition: nbgrader's metadata; solutions: the markers
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}})
     results, crashes, unfinished, exercise_error = {}, [], False, None
+    tainted = {}  # name -> the exercise that did not pass and that the name is (or is built from)
 
     def report(name, status):
         results[name] = status
@@ -192,6 +195,10 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
     def crash(line):
         crashes.append(line)
         echo(line)
+
+    def uses(source):
+        """(exercise, name) when the code uses a name of an exercise that did not pass, else None."""
+        return next(((e, n) for n, e in tainted.items() if re.search(rf"\b{re.escape(n)}\b", source)), None)
 
     def one_line(text, n=300):
         return " ".join(str(text).split())[:n]
@@ -215,6 +222,9 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
                                else f"the grader cell raised {error[0]}: {error[1]}" if error else "the grader printed no verdict")
                         report(graders[i], f"FAIL: {one_line(why)}")
                     exercise_error = None
+                    call = re.search(r"^check_\w+\((.*)\)\s*$", cell.source, re.M)  # the names it grades
+                    if results.get(graders[i]) != "PASS":
+                        tainted.update({n: graders[i] for n in re.findall(r"\w+", call.group(1) if call else "")})
                 elif i in exercise_cells:
                     exercise_error = error
                 elif error:
@@ -222,7 +232,16 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
                         unfinished = True
                         continue
                     first = next((ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith("#")), "")
-                    crash(f"CRASH in cell {i} ({first.strip()[:60]!r}), outside the exercises: {error[0]}: {one_line(error[1])}")
+                    what = f"{error[0]}: {one_line(error[1])}" if one_line(error[1]) else f"{error[0]} (no message)"
+                    cause = uses(cell.source)
+                    if cause:  # the learner's unfinished or wrong exercise, used here: one problem, not two
+                        echo(f"AFTER FAIL in cell {i} ({first.strip()[:60]!r}): {what}; it uses {cause[1]} "
+                             f"(exercise {cause[0]} did not pass): fix that exercise first")
+                        continue
+                    crash(f"CRASH in cell {i} ({first.strip()[:60]!r}), outside the exercises: {what}")
+                elif cause := uses(cell.source):  # what this cell defines is built on an exercise that did not pass
+                    defined = re.findall(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=", cell.source, re.M)  # (def, assignment)
+                    tainted.update({n: cause[0] for pair in defined for n in pair if n})
     except Exception as e:  # the kernel did not start, died or a cell timed out: the cells after it cannot run
         crash(f"CRASH: {type(e).__name__}: {one_line(e)}; the notebook could not be run to the end")
     for i, name in graders.items():

@@ -11,7 +11,7 @@ import csv, hashlib, io, json, os, shutil, sys, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-# %% ../notebooks/00_data.ipynb #c006
+# %% ../notebooks/00_data.ipynb #c008
 STARTER_REPO = "gpoesia/minbert-default-final-project"
 STARTER_COMMIT = "7ac8260577fc12a86c7aaf38918056c30054ef39"
 STARTER_URL = f"https://raw.githubusercontent.com/{STARTER_REPO}/{STARTER_COMMIT}/data"
@@ -36,7 +36,7 @@ TASK_FILES = {"sst": "ids-sst-{split}.csv", "cfimdb": "ids-cfimdb-{split}.csv",
               "quora": "quora-{split}.csv", "sts": "sts-{split}.csv"}
 SPLITS = ("train", "dev", "test-student")
 
-# %% ../notebooks/00_data.ipynb #c008
+# %% ../notebooks/00_data.ipynb #c010
 # Plumbing: the error type, file hashing and where the data folder is
 class DataError(ValueError):
     """A data file is missing or malformed. The message is one line naming the file (and row) and the reason."""
@@ -69,7 +69,7 @@ def data_dir(path=None) -> Path:
     root = project_root()
     return (root / "data") if root else Path("data")
 
-# %% ../notebooks/00_data.ipynb #c010
+# %% ../notebooks/00_data.ipynb #c012
 def _edition_of(name: str, digest: str) -> str | None:
     for edition, known in KNOWN_SHA256[name].items():
         if known == digest:
@@ -91,7 +91,7 @@ def _copy_or_download(src: str, is_url: bool, name: str, tmp: Path):
             raise DataError(f"{Path(src) / name}: missing data file")
         shutil.copyfile(Path(src) / name, tmp)
 
-# %% ../notebooks/00_data.ipynb #c011
+# %% ../notebooks/00_data.ipynb #c013
 def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool = True) -> dict:
     """Copy or download the 12 CS224N task files from `source` (a URL or a folder) into `dest`; verify sha256.
 
@@ -129,7 +129,7 @@ def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool
     (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
-# %% ../notebooks/00_data.ipynb #c013
+# %% ../notebooks/00_data.ipynb #c015
 def data_edition_from(editions: dict) -> str:
     q = {e for n, e in editions.items() if n.startswith("quora")}
     return "cs224n-starter+" + ("quora-offline" if q == {"quora-offline"} else "quora-starter")
@@ -142,7 +142,7 @@ def data_edition(path=None) -> str:
         return "unknown (no MANIFEST.json: run mtbert data fetch)"
     return json.loads(m.read_text())["edition"]
 
-# %% ../notebooks/00_data.ipynb #c015
+# %% ../notebooks/00_data.ipynb #c017
 @dataclass(frozen=True)
 class SentenceExample:
     id: str
@@ -157,7 +157,7 @@ class PairExample:
     text2: str
     label: float | None  # Quora: 0/1, STS: 0.0..5.0, None on test-student
 
-# %% ../notebooks/00_data.ipynb #c017
+# %% ../notebooks/00_data.ipynb #c019
 _LABELS = {"sst": ("sentiment", int, (0, 4)), "cfimdb": ("sentiment", int, (0, 1)),
            "quora": ("is_duplicate", float, (0, 1)), "sts": ("similarity", float, (0, 5))}
 _TEXTS = {"sst": ("sentence",), "cfimdb": ("sentence",), "quora": ("sentence1", "sentence2"),
@@ -194,7 +194,7 @@ def _parse_label(raw: str, task: str, where: str):
         raise DataError(f"{where}: label {raw!r} out of range {lo}..{hi}")
     return cast(value)
 
-# %% ../notebooks/00_data.ipynb #c019
+# %% ../notebooks/00_data.ipynb #c021
 def load_task(task: str, split: str, path=None, report=print):
     """Load one split of one task as a list of SentenceExample / PairExample records."""
     if task not in TASK_FILES:

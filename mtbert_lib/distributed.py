@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-# %% ../notebooks/12_scale_out.ipynb #c005
+# %% ../notebooks/12_scale_out.ipynb #c007
 def shard(indices, rank: int, world: int):
     """Rank `rank`'s part of a global batch, and the factor for its mean loss: (indices, world · n_rank / n).
 
@@ -27,7 +27,7 @@ def shard(indices, rank: int, world: int):
         return indices[:1], 0.0
     return [indices[i] for i in mine], world * len(mine) / len(indices)
 
-# %% ../notebooks/12_scale_out.ipynb #c009
+# %% ../notebooks/12_scale_out.ipynb #c011
 @dataclass(frozen=True)
 class World:
     """This process's place among the training processes: its rank (0 … size−1) and its device."""
@@ -55,7 +55,7 @@ class World:
         if self.size > 1:
             dist.barrier()
 
-# %% ../notebooks/12_scale_out.ipynb #c010
+# %% ../notebooks/12_scale_out.ipynb #c012
 _WORLD = World()
 
 
@@ -89,7 +89,7 @@ def init_from_env(device=None) -> World:
     _WORLD = World(dist.get_rank(), dist.get_world_size(), device)
     return _WORLD
 
-# %% ../notebooks/12_scale_out.ipynb #c014
+# %% ../notebooks/12_scale_out.ipynb #c016
 def wrap(model, world: World | None = None):
     """The model inside DistributedDataParallel (its gradients averaged over the ranks in backward); alone: the model."""
     world = world or current()
@@ -105,7 +105,7 @@ def no_sync(net, sync: bool = True):
     synchronised backward averages their sum."""
     return net.no_sync() if not sync and hasattr(net, "no_sync") else nullcontext()
 
-# %% ../notebooks/12_scale_out.ipynb #c016
+# %% ../notebooks/12_scale_out.ipynb #c018
 def mine(batches: list, world: World | None = None) -> list:
     """This rank's evaluation batches: every size-th one, from its rank on."""
     world = world or current()

@@ -1,16 +1,20 @@
 """The graders of the course's exercises: one `check_*` per exercise, called in the cell right after it.
 
 Each check runs the learner's function or class on real data (SST and STS sentences through the MiniLM tokenizer
-and MiniLM's own activations) against the library's implementation (and PyTorch's, where it has one) and prints
-exactly one line:
+and MiniLM's own activations; for notebook 09 the project's own full runs in results/) against the library's
+implementation (and PyTorch's or SciPy's, where they have one) and prints exactly one line:
 
     EXERCISE <name>: PASS
     EXERCISE <name>: TODO                 (the body still raises NotImplementedError)
     EXERCISE <name>: FAIL: <reason>       (what is wrong: shape, values, masking, ...)
 
+A wrong answer gets the message of the mistake it matches (each typical mistake is recomputed on the same data and
+compared); tests/test_graders.py holds one wrong submission per message.
+
 Hand-written (not generated from a notebook). The student editions of the notebooks (notebooks/exercises/, made by
 tools/exercises.py with nbgrader's ClearSolutions) call the same checks; `mtbert grade NOTEBOOK.ipynb` collects the
-lines of a whole notebook.
+lines of a whole notebook. A new exercise: a `check_<name>` here, named in `__all__` (EXERCISES follows), a solution
+region and a grader cell `check_<name>(...)` in its notebook.
 """
 import copy, functools, math
 
@@ -20,11 +24,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["check_attention", "check_heads", "check_transformer_layer", "check_embeddings", "check_pooler",
-           "check_adamw", "check_balanced_round_robin", "check_ema_update", "check_symmetric_kl", "EXERCISES"]
+           "check_adamw", "check_make_batches", "check_pair_features", "check_task_heads", "check_balanced_round_robin",
+           "check_ema_update", "check_symmetric_kl", "check_paired_difference", "EXERCISES"]
 
-# The exercises, by name: `check_<name>` grades exercise <name> and prints `EXERCISE <name>: ...`.
-EXERCISES = ("attention", "heads", "transformer_layer", "embeddings", "pooler", "adamw", "balanced_round_robin",
-             "ema_update", "symmetric_kl")
+# The exercises, by name, in course order: `check_<name>` grades exercise <name> and prints `EXERCISE <name>: ...`.
+# Derived from the checks above; tests/test_exercises.py checks it against the notebooks' grader cells.
+EXERCISES = tuple(n.removeprefix("check_") for n in __all__ if n.startswith("check_"))
 
 
 class Fail(Exception):
@@ -275,6 +280,23 @@ def _check_transformer_layer(cls):
         layer(x.clone(), mask.clone(), keep_attention=True)
         _ensure(layer.attention.last_weights is not None,
                 "keep_attention is not passed on to self.attention (layer.attention.last_weights stays None)")
+    # training mode: the only randomness left is AddNorm's dropout (attention dropout off), the same seed for both
+    ref_layer = copy.deepcopy(lib).train()
+    layer.train()
+    layer.attention.dropout = ref_layer.attention.dropout = 0.0
+    with torch.no_grad():
+        torch.manual_seed(0)
+        y1 = layer(x.clone(), mask.clone())
+        torch.manual_seed(1)
+        y2 = layer(x.clone(), mask.clone())
+        _ensure(not torch.equal(y1[mask], y2[mask]), "dropout: in training mode the output does not change from call to "
+                "call; the sub-layers' outputs must go through AddNorm's dropout (call self.attention_norm and "
+                "self.ffn_norm, not their .norm)")
+        torch.manual_seed(0)
+        ref = ref_layer(x.clone(), mask.clone())
+        diff = (y1 - ref).abs()[mask].max().item()
+        _ensure(diff <= 1e-5, f"training mode: with the same seed the output differs from mtbert_lib's layer by {diff:.2g}; "
+                "dropout goes on each sub-layer's output once, inside AddNorm, before the residual sum")
 
 
 # ------------------------------------------------------------------------------------------------ 03 BERT
@@ -310,6 +332,9 @@ def _check_embeddings(cls):
                         "self.token_type_embeddings(token_type_ids)")
                 _ensure(not _close(e, word + pos + typ), "LayerNorm missing: normalise the sum with self.LayerNorm")
                 _ensure(not _close(e, lib.LayerNorm(word + typ)), "position embeddings missing (positions 0…T−1)")
+                from_one = lib.LayerNorm(word + lib.position_embeddings(torch.arange(1, T + 1))[None] + typ)
+                _ensure(not _close(e, from_one), "positions start at 1; the first token, [CLS], is position 0 "
+                        "(positions 0…T−1, as the checkpoint was trained)")
                 raise Fail(f"values differ from mtbert_lib's embeddings by {_maxdiff(e, ref):.2g} on real {name}")
         ids = _sst_batch()["input_ids"]
         e0 = emb(ids.clone())
@@ -386,7 +411,7 @@ def _first_step_candidates():
     F.cross_entropy(head(X), y).backward()
     b1, b2, eps = 0.9, 0.999, 1e-8
     out = {}
-    for name in ("adamw", "no bias correction", "coupled", "no decay", "decay after"):
+    for name in ("adamw", "no bias correction", "coupled", "no decay", "decay after", "eps inside", "eps before"):
         ps = []
         for p, lr, wd in ((head.weight, _LR, _WD), (head.bias, _BIAS_LR, 0.0)):
             theta, g = p.detach(), p.grad
@@ -394,7 +419,12 @@ def _first_step_candidates():
                 g = g + wd * theta
             m, v = (1 - b1) * g, (1 - b2) * g * g
             mh, vh = (m, v) if name == "no bias correction" else (m / (1 - b1), v / (1 - b2))
-            step = lr * mh / (vh.sqrt() + eps)
+            if name == "eps inside":
+                step = lr * mh / (vh + eps).sqrt()
+            elif name == "eps before":
+                step = lr * mh / ((v.sqrt() + eps) / math.sqrt(1 - b2))
+            else:
+                step = lr * mh / (vh.sqrt() + eps)
             if name in ("coupled", "no decay"):
                 ps.append(theta - step)
             elif name == "decay after":
@@ -420,7 +450,11 @@ def _check_adamw(cls):
                    "coupled": "weight decay is added to the gradient (Adam's L2); AdamW shrinks the weights directly: "
                               "p ← p·(1 − lr·weight_decay)",
                    "no decay": "weight decay missing: p ← p·(1 − lr·weight_decay) before the Adam step",
-                   "decay after": "weight decay applied after the Adam step; shrink p first (as torch.optim.AdamW)"}
+                   "decay after": "weight decay applied after the Adam step; shrink p first (as torch.optim.AdamW)",
+                   "eps inside": "eps is added inside the square root, √(v̂ + ε); it goes outside: √v̂ + ε (that is "
+                                 "what keeps the step finite for a parameter whose gradient is ~0)",
+                   "eps before": "eps is added before the bias correction of v, so it gets divided by √(1 − β2^t) "
+                                 "too; add it to the corrected √v̂"}
         for name, cand in _first_step_candidates().items():
             if name in reasons and all(_close(a, b, 1e-7) for a, b in zip(path[0], cand)):
                 raise Fail(reasons[name])
@@ -441,6 +475,180 @@ def _check_adamw(cls):
                                f"torch.optim.AdamW's by {d:.2g} (bias correction uses this parameter's step count t)")
 
 
+# ------------------------------------------------------------------------------------------------ 05 batches
+
+def check_make_batches(make_batches):
+    """Exercise 05: batches of example indices, in data order, shuffled, or bucketed by length."""
+    _grade("make_batches", _check_make_batches, make_batches)
+
+
+@functools.lru_cache(maxsize=None)
+def _sst_train_lengths(n: int = 1000):
+    """Token lengths of the first n SST training sentences (MiniLM's tokenizer), as np.array."""
+    from mtbert_lib.data import load_task
+    rows = load_task("sst", "train", report=None)[:n]
+    return np.array([len(ids) for ids, _ in _tokenizer().encode([e.text for e in rows])])
+
+
+def _pad(batches, L) -> int:
+    return int(sum(L[b].max() * len(b) - L[b].sum() for b in batches if len(b)))
+
+
+def _as_batches(got, n, what):
+    _ensure(isinstance(got, list) and all(isinstance(b, list) for b in got),
+            f"{what}: must return a list of batches, each a list of example indices (use .tolist())")
+    flat = [j for b in got for j in b]
+    _ensure(all(isinstance(j, (int, np.integer)) for j in flat), f"{what}: the batches must hold integer example indices")
+    _ensure(sorted(int(j) for j in flat) == list(range(n)), f"{what}: every example must be in exactly one batch "
+            f"(got {len(flat)} indices, {len(set(flat))} different, for {n} examples)")
+    return [np.asarray(b, dtype=int) for b in got]
+
+
+def _check_make_batches(fn):
+    from mtbert_lib.tasks import make_batches as lib
+    L0 = _sst_train_lengths()
+    L, n, bs = L0.copy(), len(L0), 8
+    plain = _as_batches(fn(L, bs), n, "rng=None")
+    _ensure([b.tolist() for b in plain] == [list(range(i, min(i + bs, n))) for i in range(0, n, bs)],
+            "rng=None (evaluation) must keep the data's order: [0…7], [8…15], … (the predictions are matched to the "
+            "examples by position)")
+    odd = _as_batches(fn(L[:998], bs), 998, "998 examples")
+    _ensure(len(odd[-1]) == 998 % bs, f"the last batch holds what is left ({998 % bs} examples), not a full batch")
+    dropped = fn(L[:998], bs, None, 0, True)
+    _ensure(isinstance(dropped, list) and len(dropped) == 998 // bs and all(len(b) == bs for b in dropped),
+            f"drop_last=True: drop the last, smaller batch ({998 // bs} batches of {bs})")
+    srt = _as_batches(fn(L, bs, None, -1), n, "bucket=-1")
+    order = np.concatenate(srt)
+    _ensure(bool(np.all(np.diff(L[order]) >= 0)), "bucket < 0 (evaluation): sort the whole set by length, shortest "
+            "first, so that each batch holds sentences of nearly the same length")
+    _ensure(np.array_equal(L, L0), "the lengths must not be changed in place (sort a copy, or sort indices)")
+    # shuffled
+    a = _as_batches(fn(L, bs, np.random.default_rng(0)), n, "with rng")
+    _ensure(not np.array_equal(np.concatenate(a), np.arange(n)), "with an rng (training) the order must be shuffled")
+    np.random.seed(1)
+    b = fn(L, bs, np.random.default_rng(0))
+    np.random.seed(2)
+    b2 = fn(L, bs, np.random.default_rng(0))
+    _ensure([list(map(int, x)) for x in b] == [list(map(int, x)) for x in b2] == [x.tolist() for x in a],
+            "not reproducible: draw only from the `rng` argument (not np.random or random)")
+    c = _as_batches(fn(L, bs, np.random.default_rng(1)), n, "with rng")
+    _ensure(not all(np.array_equal(x, y) for x, y in zip(a, c)), "two different rngs give the same batches: shuffle with `rng`")
+    # bucketed: padding against the library's and against the two usual mistakes, over three seeds
+    bucket = 5
+    ours, theirs, plains = [], [], []
+    for seed in range(3):
+        got = _as_batches(fn(L, bs, np.random.default_rng(seed), bucket), n, f"bucket={bucket}")
+        _ensure(sum(len(x) < bs for x in got) <= 1, f"bucket={bucket}: at most one batch may be smaller than batch_size")
+        means = np.array([L[x].mean() for x in got])
+        _ensure(np.mean(np.diff(means) >= 0) < 0.8, f"bucket={bucket}: the batches come out in length order (short "
+                "ones first); shuffle the batches after bucketing, or every epoch runs from short to long sentences")
+        ours.append(_pad(got, L))
+        theirs.append(_pad(lib(L0, bs, np.random.default_rng(seed), bucket), L0))
+        plains.append(_pad(lib(L0, bs, np.random.default_rng(seed), 0), L0))
+    P, Q, R = np.mean(ours), np.mean(theirs), np.mean(plains)
+    best = _pad([np.argsort(L0, kind="stable")[i:i + bs] for i in range(0, n, bs)], L0)
+    _ensure(P > (best + Q) / 2, f"bucket={bucket}: {P:.0f} pad tokens per epoch, as few as sorting the WHOLE set "
+            f"({best}); then every epoch has the same batches in a new order. Sort only within chunks of "
+            f"bucket·batch_size examples")
+    _ensure(P < (Q + R) / 2, f"bucket={bucket}: {P:.0f} pad tokens per epoch, about as many as random batches ({R:.0f}); "
+            f"length bucketing gives {Q:.0f}: shuffle, cut the order into chunks of bucket·batch_size examples, sort "
+            "each chunk by length, then cut it into batches")
+    _ensure(np.array_equal(L, L0), "the lengths must not be changed in place (sort a copy, or sort indices)")
+
+
+# ------------------------------------------------------------------------------------------------ 06 multitask
+
+def check_pair_features(pair_features):
+    """Exercise 06: the features of a sentence pair read separately, [u, v, |u−v|, u·v]."""
+    _grade("pair_features", _check_pair_features, pair_features)
+
+
+@functools.lru_cache(maxsize=None)
+def _sts_vectors(n: int = 16):
+    """Mean-pooled MiniLM vectors u, v of the two sentences of the first n STS dev pairs, (n, 384) each."""
+    from mtbert_lib.data import load_task
+    from mtbert_lib.model import mean_pool
+    pairs = load_task("sts", "dev", report=None)[:n]
+    out = []
+    for texts in ([p.text1 for p in pairs], [p.text2 for p in pairs]):
+        b = _tokenizer()(texts)
+        with torch.no_grad():
+            out.append(mean_pool(_minilm()(**b).last_hidden_state, b["attention_mask"]))
+    return tuple(out)
+
+
+def _check_pair_features(fn):
+    from mtbert_lib.multitask import pair_features as lib
+    u0, v0 = _sts_vectors()
+    B, H = u0.shape
+    u, v = u0.clone().requires_grad_(), v0.clone().requires_grad_()
+    f = fn(u, v)
+    _ensure(torch.is_tensor(f), f"must return one tensor, got {type(f).__name__}")
+    _ensure(tuple(f.shape) != (4 * B, H), f"shape {_shape(f)}: the parts are stacked along the batch axis; the four "
+            "parts of one pair go side by side (concatenate along the last dimension)")
+    _ensure(f.dim() == 2 and f.size(0) == B, f"shape {_shape(f)}, expected (B, 4H) = {(B, 4 * H)}: one row per pair")
+    _ensure(f.size(1) not in (3 * H + 1, 2 * H + 2), f"shape {_shape(f)}: u·v is the element-wise product (H numbers), "
+            "not the dot product (one number)")
+    _ensure(f.size(1) == 4 * H, f"shape {_shape(f)}, expected (B, 4H) = {(B, 4 * H)}: four parts of H numbers each")
+    _ensure(torch.equal(u.detach(), u0) and torch.equal(v.detach(), v0), "u or v was changed in place")
+    ref = lib(u0, v0)
+    if not _close(f, ref, 1e-6):
+        parts = {"u": u0, "v": v0, "|u−v|": (u0 - v0).abs(), "u·v": u0 * v0, "u−v": u0 - v0, "v−u": v0 - u0}
+        got = [next((k for k, t in parts.items() if _close(f[:, i * H:(i + 1) * H], t, 1e-6)), "?") for i in range(4)]
+        _ensure(not any(g in ("u−v", "v−u") for g in got), "u − v changes sign when the two sentences are swapped; "
+                "|u − v| does not, and (a, b) is the same pair as (b, a) for both tasks")
+        _ensure("?" in got, f"the parts are in the order [{', '.join(got)}]; the heads expect [u, v, |u−v|, u·v] "
+                "(the order the paper and the checkpoints use)")
+        raise Fail(f"part {got.index('?') + 1} of 4 (numbers {got.index('?') * H}…{(got.index('?') + 1) * H - 1}) is "
+                   "none of u, v, |u−v|, u·v")
+    _ensure(f.requires_grad, "no gradient reaches u and v: the features must stay in the autograd graph (no .detach(), "
+            "no torch.no_grad)")
+    f.sum().backward()
+    _ensure(u.grad is not None and v.grad is not None and u.grad.abs().sum() > 0,
+            "no gradient reaches u and v: the features must stay in the autograd graph (no .detach(), no torch.no_grad)")
+    swapped = fn(v0, u0)
+    _ensure(_close(swapped[:, 2 * H:], ref[:, 2 * H:], 1e-6), "swapping the two sentences must leave |u−v| and u·v unchanged")
+
+
+def check_task_heads(task_heads):
+    """Exercise 06: one linear head per task, sized for what it reads and what it predicts."""
+    _grade("task_heads", _check_task_heads, task_heads)
+
+
+def _check_task_heads(fn):
+    from mtbert_lib.multitask import pair_features
+    u, v = _sts_vectors()
+    H = u.size(1)
+    outputs = {"sst": 5, "cfimdb": 2, "quora": 1}
+    names = {"sst": "SST has 5 classes (0…4)", "cfimdb": "CFIMDB has 2 classes", "quora": "Quora has one logit (paraphrase or not)"}
+    for pair_enc in ({"quora": "separate", "sts": "separate"}, {"quora": "joint", "sts": "joint"},
+                     {"quora": "joint", "sts": "separate"}):
+        for sts_head in ("regression", "classification"):
+            heads = fn(H, dict(pair_enc), sts_head)
+            _ensure(isinstance(heads, nn.ModuleDict), f"must return an nn.ModuleDict (so the heads' weights are part of "
+                    f"the model), got {type(heads).__name__}")
+            _ensure(set(heads) == {"sst", "cfimdb", "quora", "sts"}, f"the heads are {sorted(heads)}; expected one per "
+                    "task: sst, cfimdb, quora, sts")
+            where = f"(pair_enc={pair_enc}, sts_head={sts_head!r})"
+            for task, head in heads.items():
+                _ensure(isinstance(head, nn.Linear), f"{task}: one nn.Linear per task (the paper's heads), got {type(head).__name__}")
+                enc = pair_enc.get(task)
+                want_in = 4 * H if enc == "separate" else H
+                feats = pair_features(u, v) if enc == "separate" else u
+                if head.in_features != want_in:
+                    why = ("a pair read separately gives [u, v, |u−v|, u·v]: 4H numbers" if enc == "separate" else
+                           "a pair read jointly gives one vector of [CLS] a [SEP] b [SEP]: H numbers" if enc else
+                           "a sentence task reads one sentence vector: H numbers")
+                    raise Fail(f"{task}: the head reads {head.in_features} numbers, expected {want_in} {where}; {why}")
+                want_out = (6 if sts_head == "classification" else 1) if task == "sts" else outputs[task]
+                if head.out_features != want_out:
+                    why = ("STS as classification: 6 classes, similarity 0…5" if task == "sts" and want_out == 6 else
+                           "STS as regression: one score" if task == "sts" else names[task])
+                    raise Fail(f"{task}: the head has {head.out_features} outputs, expected {want_out} {where}; {why}")
+                with torch.no_grad():
+                    _ensure(head(feats).shape == (feats.size(0), want_out), f"{task}: the head does not run on real features")
+
+
 # ------------------------------------------------------------------------------------------------ 07 schedules
 
 def check_balanced_round_robin(balanced_round_robin):
@@ -450,6 +658,22 @@ def check_balanced_round_robin(balanced_round_robin):
 
 def _padding(rounds, lengths) -> int:
     return int(sum(lengths[t][b].max() * len(b) - lengths[t][b].sum() for r in rounds for t, b in r))
+
+
+def _first_n_examples(fn, lengths, task, smallest) -> bool:
+    """Does `fn` batch the first N examples of `task` (rather than a random subset mapped back wrongly)? With length
+    bucketing, batches of the first N are short on padding when measured with those examples' own lengths."""
+    rounds = fn(lengths, 5, np.random.default_rng(1), 50)
+    i = list(lengths).index(task)
+    batches = [np.asarray(r[i][1], dtype=int) for r in rounds]
+    L = lengths[task]
+    pad = sum(int(L[b].max() * len(b) - L[b].sum()) for b in batches if len(b))
+    n = min(len(v) for v in lengths.values())
+    from mtbert_lib.tasks import make_batches
+    plain = make_batches(L[:n], 5, np.random.default_rng(1), 0)
+    bucketed = make_batches(L[:n], 5, np.random.default_rng(1), 50)
+    pads = [sum(int(L[b].max() * len(b) - L[b].sum()) for b in bs) for bs in (plain, bucketed)]
+    return pad <= sum(pads) / 2
 
 
 def _check_balanced(fn):
@@ -473,9 +697,12 @@ def _check_balanced(fn):
             _ensure(len(drawn) == n, f"{t}: {len(drawn)} examples per epoch, expected N = {n} (the smallest training set)")
             _ensure(len(set(drawn)) == n, f"{t}: an example is drawn twice in one epoch; draw without replacement")
             _ensure(all(0 <= j < sizes[t] for j in drawn), f"{t}: an index is outside the training set (0…{sizes[t] - 1})")
-            if t != smallest:
-                _ensure(max(drawn) >= n, f"{t}: the indices point into the drawn subset (0…N−1), not into the training "
-                                         "set; map each batch back through the drawn indices")
+            if t != smallest and max(drawn) < n:
+                first_n = _first_n_examples(fn, lengths, t, smallest)
+                _ensure(not first_n, f"{t}: every epoch uses the first N = {n} examples of the training set; draw a "
+                        "random subset of N (without replacement, with `rng`), so that every example gets its turn")
+                raise Fail(f"{t}: the indices point into the drawn subset (0…N−1), not into the training "
+                           "set; map each batch back through the drawn indices")
         _ensure(sorted(j for r in rounds for t, b in r if t == smallest for j in b) == list(range(n)),
                 f"{smallest} (the smallest task) must be used completely every epoch")
         if bucket:
@@ -599,3 +826,86 @@ def _check_symmetric_kl(fn):
         got = fn(binary_logits(z1), binary_logits(z2))
         bref = sum(_reference_kl(binary_logits(z1), binary_logits(z2)))
         _ensure(_close(got, bref, 1e-5 * max(1.0, bref.item())), "two-class (Quora) logits: value differs from the reference")
+
+
+# ------------------------------------------------------------------------------------------------ 09 claims
+
+def check_paired_difference(paired_difference):
+    """Exercise 09: the mean of same-seed differences between two rows and its 95% t-interval."""
+    _grade("paired_difference", _check_paired_difference, paired_difference)
+
+
+@functools.lru_cache(maxsize=None)
+def _paired_scores():
+    """Per seed, the best-epoch dev average of two Table 1 rows from the project's own full runs (results/, MiniLM,
+    the 2-epoch protocol), as pandas Series indexed by seed: rr-balanced-specialized-mt, rr-balanced-specialized."""
+    import pandas as pd
+    from mtbert_lib.data import DataError, project_root
+    from mtbert_lib.plots import best_rows, load_results, protocol
+    root = project_root()
+    df = load_results(root / "results") if root else pd.DataFrame()
+    if not len(df) or df.quick.all():
+        raise DataError("no results/ folder with full runs")
+    d = best_rows(protocol(df, "tuned", "minilm"))  # one encoder, one recipe: the 2-epoch CPU protocol
+    d = d.assign(avg=d[["dev_sst", "dev_quora", "dev_sts"]].mean(axis=1))
+    out = []
+    for name in ("rr-balanced-specialized-mt", "rr-balanced-specialized"):
+        runs = d[d.experiment == name].drop_duplicates("seed")
+        if len(runs) < 3:
+            raise DataError(f"results/ has {len(runs)} full runs of {name}; the grader needs 3 seeds")
+        out.append(pd.Series(runs.avg.values, index=runs.seed.values).sort_index())
+    return tuple(out)
+
+
+def _t_interval(d, conf=0.95):
+    from scipy import stats
+    d = np.asarray(d, dtype=float)
+    n, m = len(d), float(np.mean(d))
+    if n < 2:
+        return m, float("nan"), float("nan"), n
+    h = stats.t.ppf(0.5 + conf / 2, n - 1) * np.std(d, ddof=1) / math.sqrt(n)
+    return m, m - h, m + h, n
+
+
+def _check_paired_difference(fn):
+    import pandas as pd
+    from scipy import stats
+    a, b = _paired_scores()
+    a = pd.concat([a, pd.Series([a.mean() + 0.05], index=[a.index.max() + 7])])  # a seed only `a` has
+    b = b.iloc[::-1]  # the same seeds in another order
+    common = sorted(set(a.index) & set(b.index))
+    d = np.array([a[s] - b[s] for s in common])
+    m, lo, hi, n = _t_interval(d)
+    got = fn(a.copy(), b.copy())
+    _ensure(isinstance(got, tuple) and len(got) == 4, "must return a tuple (mean difference, low, high, number of pairs)")
+    gm, glo, ghi, gn = (float(x) for x in got)
+    _ensure(gn != len(a) and abs(gm - (a.mean() - b.mean())) > 1e-9, "the runs are paired by seed (the index): a seed "
+            "that only one row has is left out, and the pairs are matched by seed, not by position")
+    _ensure(gn == n, f"{gn:g} pairs, expected {n} (the seeds both rows have)")
+    by_position = np.array(a.values[:n]) - np.array(b.values[:n])  # the same mean (it is linear), another spread
+    bp_half = _t_interval(by_position)[2] - _t_interval(by_position)[0]
+    _ensure(not (abs(gm - by_position.mean()) < 1e-9 and abs((ghi - glo) / 2 - bp_half) < 1e-9),
+            "the pairs are matched by position; match them by seed (the index): a.sub(b) aligns the two Series")
+    _ensure(abs(gm - m) < 1e-9, f"mean difference {gm:.6f}, expected {m:.6f} (the mean of a − b over the common seeds)")
+    half = (ghi - glo) / 2
+    _ensure(abs((ghi + glo) / 2 - m) < 1e-9, "the interval must be centred on the mean difference")
+    s1, s0 = np.std(d, ddof=1), np.std(d, ddof=0)
+    cands = {"z": (1.96 * s1 / math.sqrt(n), f"the normal quantile 1.96 is for large samples; with {n} pairs use "
+                   f"Student's t with n − 1 = {n - 1} degrees of freedom ({stats.t.ppf(0.975, n - 1):.2f})"),
+             "df n": (stats.t.ppf(0.975, n) * s1 / math.sqrt(n), f"t with n = {n} degrees of freedom; a mean of n "
+                      f"differences has n − 1 = {n - 1}"),
+             "ddof 0": (stats.t.ppf(0.975, n - 1) * s0 / math.sqrt(n), "the standard deviation of the differences "
+                        "must be the sample one (ddof=1, divide by n − 1)"),
+             "s/n": (stats.t.ppf(0.975, n - 1) * s1 / n, "the standard error of a mean is s / √n, not s / n"),
+             "one-sided": (stats.t.ppf(0.95, n - 1) * s1 / math.sqrt(n), "a two-sided 95% interval leaves 2.5% on "
+                           "each side: the t quantile of 0.975, not 0.95"),
+             "unpaired": (stats.t.ppf(0.975, n - 1) * math.sqrt(np.var(a[common], ddof=1) / n + np.var(b[common], ddof=1) / n),
+                          "this is the interval of two independent samples; same-seed runs are pairs: take the "
+                          "per-seed differences first, then their mean and standard error")}
+    if abs(half - (hi - lo) / 2) > 1e-9:
+        for h, why in cands.values():
+            _ensure(abs(half - h) > 1e-9, why)
+        raise Fail(f"interval ±{half:.6f}, expected ±{(hi - lo) / 2:.6f} (t quantile × s / √n)")
+    one = fn(a.iloc[:1], b.copy())
+    _ensure(int(one[3]) == 1 and abs(float(one[0]) - (a.iloc[0] - b[a.index[0]])) < 1e-9 and np.isnan(float(one[1]))
+            and np.isnan(float(one[2])), "with a single pair there is no interval: return (difference, nan, nan, 1)")

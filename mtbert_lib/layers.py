@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .attention import MultiHeadSelfAttention
 
-# %% ../notebooks/02_transformer_layer.ipynb #c006
+# %% ../notebooks/02_transformer_layer.ipynb #c008
 class AddNorm(nn.Module):
     def __init__(self, hidden_size: int, dropout: float, eps: float = 1e-12):
         super().__init__()
@@ -21,7 +21,7 @@ class AddNorm(nn.Module):
     def forward(self, x, sublayer_out):  # both (B, T, H)
         return self.norm(x + self.dropout(sublayer_out))
 
-# %% ../notebooks/02_transformer_layer.ipynb #c009
+# %% ../notebooks/02_transformer_layer.ipynb #c011
 class FeedForward(nn.Module):
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
@@ -31,7 +31,7 @@ class FeedForward(nn.Module):
     def forward(self, x):  # (B, T, H) -> (B, T, H)
         return self.down(F.gelu(self.up(x)))
 
-# %% ../notebooks/02_transformer_layer.ipynb #c012
+# %% ../notebooks/02_transformer_layer.ipynb #c014
 class TransformerLayer(nn.Module):
     def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float = 0.1,
                  attention_dropout: float = 0.1, eps: float = 1e-12, fused_qkv: bool = True, attn_impl: str = "sdpa"):
@@ -43,7 +43,7 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x, key_mask=None, keep_attention: bool = False):  # x: (B, T, H)
         ### BEGIN SOLUTION
-        # HINT: post-LN: add & norm (self.attention_norm) around the attention of x (pass key_mask and keep_attention on), then add & norm (self.ffn_norm) around the feed-forward of that
+        # HINT: two sub-layers, each wrapped by the AddNorm of section 1 that belongs to it; what goes into the second sub-layer is what came out of the first wrapper, and the mask and keep_attention are only the attention's business
         h = self.attention_norm(x, self.attention(x, key_mask, keep_attention))
         return self.ffn_norm(h, self.ffn(h))  # (B, T, H)
         ### END SOLUTION

@@ -10,12 +10,12 @@ import copy, math
 import torch
 import torch.nn.functional as F
 
-# %% ../notebooks/08_mean_teacher.ipynb #c006
+# %% ../notebooks/08_mean_teacher.ipynb #c008
 @torch.no_grad()
 def ema_update(teacher, student, decay: float):
     """teacher ← decay · teacher + (1 − decay) · student, for every parameter; buffers are copied."""
     ### BEGIN SOLUTION
-    # HINT: in place, parameter by parameter (zip teacher.parameters() and student.parameters()): t ← decay·t + (1 − decay)·s (e.g. t.lerp_(s, 1 − decay)); then copy every buffer from the student
+    # HINT: the teacher keeps most of itself (decay) and takes the rest from the student, parameter by parameter and in place; no gradient may flow, and the buffers are not averaged: the teacher takes the student's
     t_params, s_params = list(teacher.parameters()), list(student.parameters())
     torch._foreach_lerp_(t_params, s_params, 1.0 - decay)
     for tb, sb in zip(teacher.buffers(), student.buffers()):
@@ -26,11 +26,11 @@ def ema_update(teacher, student, decay: float):
 def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
     return min(decay, 1.0 - 1.0 / (step + 1)) if warmup else decay
 
-# %% ../notebooks/08_mean_teacher.ipynb #c010
+# %% ../notebooks/08_mean_teacher.ipynb #c012
 def symmetric_kl(student_logits, teacher_logits):
     """KL(p‖q) + KL(q‖p) over the last dimension, averaged over the batch; p = student, q = teacher."""
     ### BEGIN SOLUTION
-    # HINT: log p and log q with F.log_softmax over the last dimension; KL(p‖q) = Σ p (log p − log q); sum both directions over the classes, then average over the batch
+    # HINT: KL compares two probability distributions, not two sets of logits (stay in log space for stability); it is not symmetric, so take it both ways; per example it sums over the classes, and the loss is the batch mean
     logp, logq = F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1)
     return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1).mean()
     ### END SOLUTION
@@ -58,7 +58,7 @@ def sigmoid_rampup(step: int, length: int) -> float:
     t = min(max(step / length, 0.0), 1.0)
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
-# %% ../notebooks/08_mean_teacher.ipynb #c015
+# %% ../notebooks/08_mean_teacher.ipynb #c017
 class MeanTeacher:
     def __init__(self, student, kind: str = "kl", decay: float = 0.999, warmup: bool = True, weight: float = 1.0,
                  rampup: int = 0, sts_head: str = "regression", decay_rampup: float | None = None,

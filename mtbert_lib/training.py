@@ -30,7 +30,7 @@ from .tasks import (TASKS, encode_split, collate, make_batches, task_metric, pap
                               write_predictions)
 from .tokenizer import load_tokenizer
 
-# %% ../notebooks/07_round_robin.ipynb #c005
+# %% ../notebooks/07_round_robin.ipynb #c007
 def single_task(lengths: dict, batch_size: int, rng, bucket: int = 0):
     (task, L), = lengths.items()
     return [[(task, b)] for b in make_batches(L, batch_size, rng, bucket)]
@@ -46,7 +46,7 @@ def uneven_round_robin(lengths: dict, batch_sizes: dict, rng, bucket: int = 0):
 def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
     """N = the smallest training set; every epoch draws N examples from each task without replacement."""
     ### BEGIN SOLUTION
-    # HINT: n = smallest size; per task draw n indices without replacement (rng.choice), batch their lengths with make_batches(…, batch_size, rng, bucket) and map the batches back to training-set indices; round i = [(task, its i-th batch) for every task]
+    # HINT: balanced means every task sees as many examples as the smallest task has, a fresh random choice of them every epoch (only from `rng`); batch each task's choice as single-task training does, and remember that those batches then index the choice, not the training set
     n = min(len(L) for L in lengths.values())
     per_task = {}
     for t, L in lengths.items():
@@ -58,7 +58,7 @@ def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
 
 SCHEDULES = {"single": single_task, "uneven": uneven_round_robin, "balanced": balanced_round_robin}
 
-# %% ../notebooks/07_round_robin.ipynb #c014
+# %% ../notebooks/07_round_robin.ipynb #c016
 @dataclass
 class MethodConfig:
     """What the paper's tables and figures vary (TrainConfig adds how and where a run runs)."""
@@ -96,7 +96,7 @@ class MethodConfig:
     smart_noise: float = 1e-5  # SMART: standard deviation of δ's initial Gaussian noise
     smart_step_size: float = 1e-3  # SMART: ascent step size η (the step is normalised by its ∞-norm per token)
 
-# %% ../notebooks/07_round_robin.ipynb #c015
+# %% ../notebooks/07_round_robin.ipynb #c017
 @dataclass
 class TrainConfig(MethodConfig):
     """One experiment: the method, and the run's encoder, seed, data limits, evaluation and hardware."""
@@ -132,7 +132,7 @@ class TrainConfig(MethodConfig):
             return uneven_round_robin(lengths, self.batch_sizes, rng, self.bucket)
         return SCHEDULES[self.schedule](lengths, self.batch_size, rng, self.bucket)
 
-# %% ../notebooks/07_round_robin.ipynb #c017
+# %% ../notebooks/07_round_robin.ipynb #c019
 @torch.no_grad()
 def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", precision="fp32"):
     was_training = model.training
@@ -155,7 +155,7 @@ def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu",
 def to_device(batch, device):
     return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
 
-# %% ../notebooks/07_round_robin.ipynb #c019
+# %% ../notebooks/07_round_robin.ipynb #c021
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX among the CPU's flags (Linux: /proc/cpuinfo)."""
     try:
@@ -191,7 +191,7 @@ def native_bf16(device) -> bool:
 def use_bf16(precision: str, device) -> bool:
     return resolve_precision(precision, device) == "bf16"
 
-# %% ../notebooks/07_round_robin.ipynb #c021
+# %% ../notebooks/07_round_robin.ipynb #c023
 # Plumbing: precision and compile switches (autocast, fp16 loss scaling and skipped steps, torch.compile)
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
@@ -235,7 +235,7 @@ def step_begin(compile_mode: str):
     if compile_mode == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()
 
-# %% ../notebooks/07_round_robin.ipynb #c022
+# %% ../notebooks/07_round_robin.ipynb #c024
 # Plumbing: CPU speed — glibc's allocator told to keep its memory
 def tune_cpu_allocator() -> bool:
     """glibc returns freed memory above 128 KiB to the kernel and asks for it again at the next step (page faults:
@@ -252,7 +252,7 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
 
-# %% ../notebooks/07_round_robin.ipynb #c026
+# %% ../notebooks/07_round_robin.ipynb #c028
 # Plumbing: provenance (git revision, hardware, precision, versions)
 def provenance(cfg, device) -> dict:
     def git(*args):
@@ -277,7 +277,7 @@ def provenance(cfg, device) -> dict:
             "torch": torch.__version__, "python": platform.python_version(),
             **({"world_size": distributed.current().size} if distributed.current().size > 1 else {})}  # DDP
 
-# %% ../notebooks/07_round_robin.ipynb #c028
+# %% ../notebooks/07_round_robin.ipynb #c030
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -317,7 +317,7 @@ def build_model(cfg, encoder_config: dict | None = None):
     enc = BertModel(BertConfig(**encoder_config)) if encoder_config else BertModel.from_pretrained(cfg.model)
     return MultitaskBERT(enc, cfg.pooling, cfg.pair_encoding, cfg.sts_head, cfg.dropout, cfg.freeze_encoder)
 
-# %% ../notebooks/07_round_robin.ipynb #c030
+# %% ../notebooks/07_round_robin.ipynb #c032
 def train_step(R, net, group: list, record, epoch: int):
     """One optimizer step on the batches of `group`: forward, loss (+ consistency, + SMART), backward; then step, EMA."""
     cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
@@ -349,7 +349,7 @@ def train_step(R, net, group: list, record, epoch: int):
     if teacher is not None and stepped:
         teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
 
-# %% ../notebooks/07_round_robin.ipynb #c031
+# %% ../notebooks/07_round_robin.ipynb #c033
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
     R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.safetensors' state
@@ -375,7 +375,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     R.world.barrier()  # DDP: no rank returns before rank 0 has written the result
     return result
 
-# %% ../notebooks/07_round_robin.ipynb #c033
+# %% ../notebooks/07_round_robin.ipynb #c035
 # Plumbing: checking a config (one clear line per bad setting, before any work)
 def validate_config(cfg):
     def bad(msg):
@@ -422,7 +422,7 @@ def validate_config(cfg):
         bad(str(e))
     return cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c034
+# %% ../notebooks/07_round_robin.ipynb #c036
 # Plumbing: a run's set-up (the order of the random draws is part of the numbers: change nothing lightly)
 @dataclass
 class Run:
@@ -455,7 +455,7 @@ class Run:
         return evaluate(model, splits, self.tok, self.cfg.eval_batch_size, self.device,
                         self.precision)
 
-# %% ../notebooks/07_round_robin.ipynb #c035
+# %% ../notebooks/07_round_robin.ipynb #c037
 # Plumbing: a run's set-up, continued
 def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     cfg.validate()
@@ -502,7 +502,7 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
         load_last(R, log)
     return R
 
-# %% ../notebooks/07_round_robin.ipynb #c036
+# %% ../notebooks/07_round_robin.ipynb #c038
 # Plumbing: one epoch's record (per-batch losses and tasks, fp16 skipped steps) and its history entry
 class EpochRecord:
     def __init__(self, tasks):
@@ -540,7 +540,7 @@ def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
         raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}, task {task}")
     return finite
 
-# %% ../notebooks/07_round_robin.ipynb #c037
+# %% ../notebooks/07_round_robin.ipynb #c039
 # Plumbing: the end of an epoch — its history entry (in R.state, so last.safetensors carries it) and its log line
 def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochRecord, log) -> dict:
     cfg, state = R.cfg, R.state
@@ -563,7 +563,7 @@ def end_epoch(R: Run, epoch: int, t0: float, dev: dict, tr: dict, record: EpochR
         f" | train " + ", ".join(f"{t} {v:.3f}" for t, v in tr.items()) + f" | {time.time() - t0:.0f}s")
     return entry
 
-# %% ../notebooks/07_round_robin.ipynb #c038
+# %% ../notebooks/07_round_robin.ipynb #c040
 # Plumbing: checkpoints are data, never code — the tensors in safetensors, everything else as JSON in its header
 CHECKPOINT_FORMAT = "mtbert-checkpoint"  # the header's "format": files without it are refused
 BEST, LAST = "best.safetensors", "last.safetensors"  # runs/<run>/: the model kept, and what --resume needs
@@ -692,7 +692,7 @@ def find_last(run_dir) -> Path | None:
             return Path(run_dir) / name
     return None
 
-# %% ../notebooks/07_round_robin.ipynb #c039
+# %% ../notebooks/07_round_robin.ipynb #c041
 # Plumbing: checkpoints — best.safetensors (the model kept) and last.safetensors (everything a resumed run needs)
 def _atomic_save(obj, path: Path):
     if distributed.is_main():  # DDP: rank 0 writes for all (every rank holds the same state)
@@ -752,7 +752,7 @@ def load_last(R: Run, log):
     set_rng_states(ck["rng"], R.device)
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
-# %% ../notebooks/07_round_robin.ipynb #c040
+# %% ../notebooks/07_round_robin.ipynb #c042
 # Plumbing: the result file (results/<run>.json) and loading a trained model back
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
@@ -792,7 +792,7 @@ def load_best_checkpoint(path):
     model.load_state_dict(ck["model"])
     return model.eval(), load_tokenizer(cfg.model), cfg
 
-# %% ../notebooks/07_round_robin.ipynb #c042
+# %% ../notebooks/07_round_robin.ipynb #c044
 def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-student"), tasks=None, log=print) -> list:
     model, tok, cfg = load_best_checkpoint(checkpoint)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -806,7 +806,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
             written.append(write_predictions(task, split, s.ids, p.tolist(), out_dir))
     return written
 
-# %% ../notebooks/07_round_robin.ipynb #c046
+# %% ../notebooks/07_round_robin.ipynb #c048
 def step_loss_curves(result: dict) -> dict:
     """{task: (batch numbers, losses)} over all epochs of a result (train()'s return value or its JSON); batches are
     counted from 1 in training order (= optimizer steps with update='per_task'); non-finite losses are left out."""

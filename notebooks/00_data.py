@@ -55,6 +55,13 @@ from pathlib import Path
 QUICK = os.environ.get("MTBERT_QUICK") == "1"  # set by CI: shrink whatever is slow
 
 # %% [markdown]
+# **The picture.** What this notebook builds, from the files to the records every later notebook reads:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.data_pipeline();
+
+# %% [markdown]
 # ## 1. Where the files come from
 #
 # The files are those of the `data/` folder of the public CS224N starter repository. Online, `mtbert data fetch`
@@ -383,3 +390,26 @@ plt.tight_layout()
 # %%
 majority = {t: pd.Series([r.label for r in data[t, "dev"]]).value_counts(normalize=True).max() for t in ["sst", "cfimdb", "quora"]}
 {t: round(v, 3) for t, v in majority.items()}
+
+# %% [markdown]
+# ## Summary
+#
+# * `mtbert_lib.data` fetches the CS224N starter files (copied or downloaded, sha256 checked, written to a temporary
+#   name and renamed into place), records the data edition in `MANIFEST.json`, and reads every split into
+#   `SentenceExample` / `PairExample` records with `load_task`.
+# * Bad input is one `DataError` line that names the file, the row and the reason; the two malformed rows of the
+#   original Quora data are skipped and counted, never silently.
+# * What to look for: the size of each split, which Quora edition you have (the offline one is a split of the
+#   labelled quora-dev pairs: its numbers cannot be compared with the paper's), and the majority-class floors
+#   (SST ≈ 0.27, Quora ≈ 0.63) that every later number has to beat.
+#
+# ## Questions
+#
+# 1. Load `load_task("sst", "train")` and look at the labels in file order. What would a model trained on the first
+#    500 sentences learn? (Notebook 05 walks into this trap on purpose.)
+# 2. `fetch_data` never writes a file in place. What could a later notebook see if it did and the copy was
+#    interrupted half-way, and which check would catch it on the next fetch?
+# 3. Which fields of a result file would you compare before putting two Quora accuracies in one table? Find them in
+#    a `results/*.json`.
+# 4. Draw the STS labels of train and dev as histograms. Would a 6-class STS head (notebook 06) see balanced
+#    classes? Which class is rarest?

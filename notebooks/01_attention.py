@@ -63,7 +63,7 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     """q, k, v: (B, h, T, d); key_mask: (B, T) bool, True where the key is a real token.
     Returns (output (B, h, T, d), weights (B, h, T, T))."""
     ### BEGIN SOLUTION
-    # HINT: scores = q kᵀ / √d; where key_mask is False put torch.finfo(scores.dtype).min (not -inf); softmax over the keys; dropout (F.dropout(weights, dropout_p, training)) only on the weights that multiply v; return (output, weights before dropout)
+    # HINT: every query scores every key, scaled so that the scores do not grow with d; a padded key must end with weight exactly 0, even in a row with no real key at all (what fill value makes that safe?); dropout belongs only to the weights that multiply v, and the weights you return are the ones that sum to 1
     d = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (B, h, T, T)
     if key_mask is not None:
@@ -108,12 +108,19 @@ print("max |ours - torch| =", f"{(ours - ref).abs().max().item():.1e}")
 # size `d`, and the head axis moves in front of the token axis so that each head is a `(T, d)` matrix of its own.
 # Merging is the inverse.
 
+# %% [markdown]
+# **The picture.** One sequence of T = 4 tokens with H = 6 split into h = 3 heads of d = 2 (BERT-base: H = 768, h = 12, d = 64; MiniLM: 384 = 12 · 32). Each colour is one head's slice of every token's vector:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.head_split();
+
 # %%
 #| export
 def split_heads(x, num_heads: int):
     """(B, T, H) -> (B, h, T, d), d = H / h: head i gets the slice [i·d, (i+1)·d) of every token's vector."""
     ### BEGIN SOLUTION
-    # HINT: view x as (B, T, h, d), then swap the token and head axes (transpose(1, 2))
+    # HINT: each token's H numbers are cut into h consecutive slices of d; the head axis has to end up in front of the token axis, and no number may move to another token
     B, T, H = x.shape
     return x.view(B, T, num_heads, H // num_heads).transpose(1, 2)
     ### END SOLUTION
@@ -122,7 +129,7 @@ def split_heads(x, num_heads: int):
 def merge_heads(x):
     """(B, h, T, d) -> (B, T, h·d): the inverse of split_heads, the heads side by side again."""
     ### BEGIN SOLUTION
-    # HINT: swap the head and token axes back, then reshape (not view: the transposed tensor is not contiguous) to (B, T, h·d)
+    # HINT: the inverse of split_heads: the token axis back in front, then the h slices side by side again (is the tensor still contiguous at that point?)
     B, h, T, d = x.shape
     return x.transpose(1, 2).reshape(B, T, h * d)
     ### END SOLUTION
@@ -274,3 +281,25 @@ plt.tight_layout()
 #
 # Attention weights are a view of *where* information moves, not a proof of *why* the model decides what it does;
 # still, the patterns are stable enough to see on any sentence. Try your own pair.
+
+# %% [markdown]
+# ## Summary
+#
+# * `scaled_dot_product_attention`: scores q·kᵀ/√d, padded keys at exactly 0 weight (a finite fill value, so a row
+#   with no real key gives no NaN), softmax over the keys, dropout only on the weights that multiply v.
+# * `split_heads` / `merge_heads` cut every token's vector into h slices and put them back: a view and a transpose,
+#   no copy, and no number moves between tokens.
+# * `MultiHeadSelfAttention` with two switches (fused Q/K/V, the manual path or PyTorch's fused kernel) that give the
+#   same function; on real MiniLM weights the heads show sinks, positional heads and cross-sentence heads.
+#
+# ## Questions
+#
+# 1. Remove the division by √d in a copy of the function and compare the entropy of the weights on MiniLM's real
+#    queries (`mtbert_lib.grading._qkv()` gives them) with and without it. Which way does the softmax go, and why
+#    does it get worse as d grows?
+# 2. `x.view(B, h, T, d)` runs without an error on a (B, T, H) tensor. Predict what it mixes up, then check your
+#    prediction with the heads grader.
+# 3. Pick a head you would call a sink in the 72-head picture. Mask `[CLS]` out of its keys: where does its weight
+#    go now?
+# 4. Which of the four head behaviours scored in section 3 would you expect to change most after fine-tuning on
+#    Quora? Come back to this after notebook 10, which shows the heads of a trained checkpoint.

@@ -48,6 +48,13 @@ from mtbert_lib.attention import MultiHeadSelfAttention
 from mtbert_lib.grading import check_transformer_layer  # the grader of this notebook's exercise
 
 # %% [markdown]
+# **The picture.** The layer this notebook builds, bottom to top, and beside it the pre-LN layer of section 4. Look at where the LayerNorms sit relative to the residual connections:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.post_ln_layer();
+
+# %% [markdown]
 # ## 1. Add & norm
 #
 # `LayerNorm(x + Dropout(sublayer(x)))`. The residual path lets gradients reach early layers unchanged; the
@@ -98,7 +105,9 @@ plt.tight_layout()
 # %% [markdown]
 # ## 3. The layer
 #
-# Putting it together: `h = AddNorm(x, Attention(x))`, then `out = AddNorm(h, FeedForward(h))`.
+# Putting the pieces together as in the picture at the top: attention, then the feed-forward network, each inside
+# its own add & norm. Writing `forward` is the exercise; the grader loads MiniLM's layer 0 into your layer and
+# compares it with the library's on real sentences, in evaluation and in training mode.
 
 # %%
 #| export
@@ -113,7 +122,7 @@ class TransformerLayer(nn.Module):
 
     def forward(self, x, key_mask=None, keep_attention: bool = False):  # x: (B, T, H)
         ### BEGIN SOLUTION
-        # HINT: post-LN: add & norm (self.attention_norm) around the attention of x (pass key_mask and keep_attention on), then add & norm (self.ffn_norm) around the feed-forward of that
+        # HINT: two sub-layers, each wrapped by the AddNorm of section 1 that belongs to it; what goes into the second sub-layer is what came out of the first wrapper, and the mask and keep_attention are only the attention's business
         h = self.attention_norm(x, self.attention(x, key_mask, keep_attention))
         return self.ffn_norm(h, self.ffn(h))  # (B, T, H)
         ### END SOLUTION
@@ -215,3 +224,22 @@ print("last layer's gradient norm:", {k: round(g[-1], 3) for k, (_, g) in curves
 # almost every large model since GPT-2 is pre-LN. Fine-tuning a *pretrained* BERT starts far from initialisation
 # and at small learning rates; the course's training loop still offers a warm-up (`warmup` in notebook 07's
 # configuration, off by default).
+
+# %% [markdown]
+# ## Summary
+#
+# * `AddNorm` (dropout on the sub-layer's output, the residual sum, LayerNorm), `FeedForward` (H → 4H → H with the
+#   exact GELU) and the post-LN `TransformerLayer` that BERT stacks; padding never reaches the real tokens.
+# * A pre-LN layer, for teaching only: at initialisation post-LN's gradients stay large at every depth (largest right
+#   under the loss) while pre-LN's shrink, which is why BERT needs a learning-rate warm-up and GPT-2 does not.
+#
+# ## Questions
+#
+# 1. Dropout sits on the sub-layer's output, before the residual sum. What would change if it were applied after the
+#    LayerNorm instead? Try it in a copy of `AddNorm` and compare the layer's outputs in training mode.
+# 2. Rerun section 4 with depth 12 and with depth 96. Does the ratio of the last layer's gradient norms
+#    (post-LN / pre-LN) grow like √L, as Xiong et al. predict?
+# 3. Replace the exact GELU by `F.gelu(x, approximate="tanh")` in a copy of `FeedForward`, load MiniLM's layer 0 into
+#    it, and measure the largest difference in the layer's output. Would `tests/test_model_parity.py` notice?
+# 4. The padding check scribbles 100.0 on a padded position. Which argument keeps it out of the real tokens, and
+#    would that still hold if LayerNorm normalised over the tokens rather than over the hidden units?

@@ -58,6 +58,13 @@ from mtbert_lib.layers import TransformerLayer
 from mtbert_lib.grading import check_embeddings, check_pooler  # the graders of this notebook's exercises
 
 # %% [markdown]
+# **The picture.** What the model does with a sentence pair, from token ids to the pooled vector:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.bert_embeddings();
+
+# %% [markdown]
 # ## 1. Configuration
 #
 # The sizes of a checkpoint, read from its `config.json`. Two fields are ours and not in the file: the attention
@@ -111,7 +118,7 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, input_ids, token_type_ids=None):  # (B, T) -> (B, T, H)
         ### BEGIN SOLUTION
-        # HINT: word + position (0…T−1) + token type embeddings (token_type_ids None means all 0), then LayerNorm, then dropout
+        # HINT: three lookups of the same size, added per token: which word, at which position (where does counting start?), in which sentence of the pair (and a single sentence?); then the two modules __init__ has not used yet
         T = input_ids.size(1)
         pos = torch.arange(T, device=input_ids.device)
         if token_type_ids is None:
@@ -157,7 +164,7 @@ class BertPooler(nn.Module):
 
     def forward(self, h):  # (B, T, H) -> (B, H)
         ### BEGIN SOLUTION
-        # HINT: tanh of self.dense applied to the first token's ([CLS]) hidden state
+        # HINT: the pooler reads one token only: the one BERT's pretraining put in front of every input
         return torch.tanh(self.dense(h[:, 0]))
         ### END SOLUTION
 
@@ -484,4 +491,26 @@ for i in range(0, len(sts), 64):
     a, b = tok([r.text1 for r in chunk]), tok([r.text2 for r in chunk])
     ea, eb = mean_pool(model(**a).last_hidden_state, a["attention_mask"]), mean_pool(model(**b).last_hidden_state, b["attention_mask"])
     sims += torch.nn.functional.cosine_similarity(ea, eb).tolist()
-print(f"zero-shot MiniLM STS dev Pearson r (n={len(sts)}): {pearsonr(sims, [r.label for r in sts])[0]:.3f}")
+quick = " (quick mode: the first 200 dev pairs)" if os.environ.get("MTBERT_QUICK") == "1" else ""
+print(f"zero-shot MiniLM STS dev Pearson r (n={len(sts)}){quick}: {pearsonr(sims, [r.label for r in sts])[0]:.3f}")
+
+# %% [markdown]
+# ## Summary
+#
+# * `BertConfig` from a checkpoint's `config.json`; `BertEmbeddings` (word + position + token type, LayerNorm,
+#   dropout); an encoder of N layers from notebook 02; the pooler tanh(W h_[CLS] + b); `BertModel.from_pretrained`
+#   for safetensors or `weights_only` pickles, mapping Hugging Face's names onto ours.
+# * The WordPiece tokenizer over the checkpoint's `vocab.txt`, pairs as `[CLS] a [SEP] b [SEP]` with token types 0/1.
+# * The check that matters: MiniLM loaded into our code gives Hugging Face's numbers; its zero-shot STS Pearson r is
+#   the baseline every fine-tuned STS number is read against.
+#
+# ## Questions
+#
+# 1. Feed the STS pair of section 6 with all-zero `token_type_ids`. How much does the last hidden state change? Does
+#    the zero-shot score of section 7 change at all, and why not?
+# 2. What would positions 1…T instead of 0…T−1 do to MiniLM's output? Write it in your embeddings and read the
+#    grader's message.
+# 3. MiniLM's pooler was never trained. Predict the order of the zero-shot STS r of pooler, [CLS] and mean pooling,
+#    then check it in notebook 06, section 4.
+# 4. Copy MiniLM's folder, change `hidden_size` in its `config.json` to 385 and load it. Is the error the one line a
+#    user needs to fix the folder?

@@ -47,6 +47,13 @@ import torch
 from mtbert_lib.grading import check_adamw  # the grader of this notebook's exercise
 
 # %% [markdown]
+# **The picture.** What AdamW keeps for every parameter between steps, and the three parts of one step (the arithmetic is section 1, and the exercise):
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.adamw_state();
+
+# %% [markdown]
 # ## 1. One step, written out
 #
 # At step $t$, with gradient $g$, learning rate $\alpha$ and decay $\lambda$:
@@ -119,7 +126,7 @@ def _loop_update(opt, group, params):
         t = state["step"].item()
         m, v = state["exp_avg"], state["exp_avg_sq"]
         ### BEGIN SOLUTION
-        # HINT: in place (p, m and v are the optimizer's state): shrink p by (1 − lr·wd), then m ← β1 m + (1 − β1) g and v ← β2 v + (1 − β2) g²
+        # HINT: AdamW's decay acts on the weights, not on the gradient; m and v are running averages that live in the optimizer's state between steps, so update them where they live
         p.mul_(1 - lr * wd)  # decoupled weight decay: shrink θ directly
         m.lerp_(g, 1 - beta1)  # m ← β1 m + (1 − β1) g
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)  # v ← β2 v + (1 − β2) g²
@@ -128,7 +135,7 @@ def _loop_update(opt, group, params):
             torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
             v = state["max_exp_avg_sq"]
         ### BEGIN SOLUTION
-        # HINT: bias-correct m and v with (1 − β1^t) and (1 − β2^t), then p ← p − lr · m̂ / (√v̂ + eps), in place
+        # HINT: m and v started at zero, so after t steps they are too small by a factor you can compute from β and t; correct for it, then step against the gradient's running mean divided by its running size (ε keeps that finite)
         bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
         denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)  # √v̂ + ε
         p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
@@ -304,6 +311,7 @@ plt.tight_layout()
 
 # %%
 #| export
+#| student: from mtbert_lib.optim import _foreach_update  # the fast path: the exercise's arithmetic, so read it in the solutions (notebooks/04_adamw.ipynb) once your step passes
 # Plumbing: the multi-tensor (foreach) fast path of AdamW.step
 def _foreach_update(opt, group, params):
     """The same arithmetic as `_loop_update` with multi-tensor `_foreach_*` kernels: one call per operation for all parameters."""
@@ -352,3 +360,23 @@ def _fused_update(opt, group, params):
 ours_fast, ours_fused = trajectory(AdamW, foreach=True), trajectory(AdamW, fused=True)
 print("foreach and fused paths agree with the loop:", bool(torch.allclose(ours_fast, ours, atol=1e-6)),
       bool(torch.allclose(ours_fused, ours, atol=1e-5)))
+
+# %% [markdown]
+# ## Summary
+#
+# * `AdamW` as a `torch.optim.Optimizer`: per-parameter state (step, m, v), decoupled weight decay, bias correction,
+#   AMSGrad; the same trajectory as `torch.optim.AdamW` on Rosenbrock; the `foreach` and `fused` paths do the same
+#   arithmetic faster.
+# * Adam with L2 is not AdamW: the decay added to the gradient is divided by √v̂ with it, so parameters with large
+#   gradients are barely decayed. Bias correction makes the first steps the size the learning rate promises.
+#
+# ## Questions
+#
+# 1. Without bias correction, by what factor is the very first step too small for β1 = 0.9, β2 = 0.999? Derive it
+#    from section 1's equations before you measure it on a copy of the optimizer.
+# 2. In section 3's experiment, find two coordinates with very different gradient sizes and compare how much Adam + L2
+#    and AdamW shrink each of them.
+# 3. The step count t is kept per parameter. When does a parameter's t differ from the optimizer's number of steps in
+#    this course? (Think of the heads of the tasks a round-robin step does not train, notebook 07.)
+# 4. ε is added outside the square root. For which gradients does ε inside the root change the step most: large or
+#    tiny ones? Check your answer with the grader's message for that mistake.

@@ -53,6 +53,13 @@ from sklearn.metrics import accuracy_score
 from mtbert_lib.data import load_task
 
 # %% [markdown]
+# **The picture.** The pieces this notebook builds, in the order data flows through them:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.batching_pipeline();
+
+# %% [markdown]
 # ## 1. The tasks
 #
 # A task is a data set, a kind (one sentence or a pair), a number of outputs, a metric and the column name of the
@@ -69,6 +76,9 @@ class TaskSpec:
     prediction_column: str  # header of the CS224N prediction file
     prediction_file: str  # predictions/{file}-{dev,test}-output.csv
 
+
+#: The names of SST-5's labels 0…4, as the CS224N handout gives them; every notebook and the playground use these.
+SST_CLASSES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")
 
 TASKS = {
     "sst": TaskSpec("sst", False, 5, "accuracy", "Predicted_Sentiment", "sst"),
@@ -124,9 +134,16 @@ def encode_split(task: str, split: str, tokenizer, max_length: int = 128, limit:
 # %% [markdown]
 # Padding every batch to the longest sentence *of the data set* would waste most of the compute: SST sentences
 # are 25 tokens on average but up to 80. `collate` pads each batch only to its own longest sentence, and
-# `make_batches` can **bucket by length**: shuffle, cut the shuffled order into chunks of many batches, sort each
-# chunk by length, cut it into batches, and shuffle the batches. Batches stay random, but each one holds sentences
-# of similar length.
+# `make_batches` decides which examples share a batch. For evaluation the order must stay the data's (the
+# predictions are matched to the examples by position; `bucket < 0` may sort the whole set by length, since the
+# order of evaluation batches does not matter). For training it must be random, and it can **bucket by length**:
+# each batch holds sentences of similar length, so little of it is padding. Two things must survive the bucketing:
+# the batches must differ from epoch to epoch (a fixed set of batches is less random than SGD wants), and they must
+# not come in length order (an epoch that runs from short to long sentences changes what the model sees as it
+# learns). `bucket` is the size of the window, in batches, within which lengths are grouped.
+#
+# `make_batches` is the exercise (the grader counts the padding of your batches on real SST sentences against the
+# library's); `collate` is given.
 
 # %%
 #| export
@@ -146,6 +163,8 @@ def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = Non
                  drop_last: bool = False):
     """Index batches over range(len(lengths)). rng=None keeps data order (evaluation); bucket>0 sorts by length
     within chunks of `bucket` batches (training) or over the whole set (evaluation, bucket<0)."""
+    ### BEGIN SOLUTION
+    # HINT: evaluation keeps the data's order, training shuffles it with `rng`; bucketing groups similar lengths only within a window of `bucket` batches, so the batches still differ from epoch to epoch, and the batches themselves must not come out short-to-long
     n = len(lengths)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     if bucket < 0:
@@ -159,6 +178,15 @@ def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = Non
     if rng is not None and bucket > 0:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+    ### END SOLUTION
+
+# %%
+from mtbert_lib.grading import check_make_batches
+check_make_batches(make_batches)
+
+# %% [markdown]
+# How much padding does bucketing save on the real SST training set? The share of pad tokens in the padded batches,
+# with random batches and with length-bucketed ones:
 
 # %%
 from mtbert_lib.tokenizer import load_tokenizer
@@ -250,7 +278,7 @@ class SentimentClassifier(nn.Module):
 # notebook 06 for poolings that suit it; `results/` has full runs.
 #
 # A trap first: the SST files are sorted by sentiment, positive sentences first. `encode_split(..., limit=300)`
-# keeps the *first* 300 sentences, which are nearly all positive, and a model that always answers "positive" would
+# keeps the *first* 300 sentences, which are nearly all positive, and a model that always answers "somewhat positive" would
 # look good on them. For a small run we therefore draw the sentences at random.
 
 # %%
@@ -288,7 +316,7 @@ def fit_sentiment(task, mode, epochs, limit=None, dev_limit=None, batch_size=8):
         model.eval()
         with torch.no_grad():
             preds = torch.cat([model(**collate(dev, b, tok)["single"]).argmax(-1) for b in make_batches(dev.lengths(), 64)])
-        print(f"{task} {mode} epoch {epoch}: last train loss {loss.item():.3f}, dev accuracy {task_metric(task, preds, dev.labels):.3f}")
+        print(f"{'quick mode | ' if QUICK else ''}{task} {mode} epoch {epoch}: last train loss {loss.item():.3f}, dev accuracy {task_metric(task, preds, dev.labels):.3f}")
     return model, dev
 
 model, dev = fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=512 if QUICK else None,
@@ -311,7 +339,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from sklearn.metrics import confusion_matrix
 
-SST_CLASSES = ["very negative", "negative", "neutral", "positive", "very positive"]  # labels 0..4
 model.eval()
 with torch.no_grad():  # make_batches without rng keeps the dev order, so row i is dev example i
     logits = torch.cat([model(**collate(dev, b, tok)["single"]) for b in make_batches(dev.lengths(), 64)])
@@ -356,9 +383,10 @@ worst = pd.DataFrame({
 worst.round(3)
 
 # %% [markdown]
-# What the stored quick run shows: the model has barely started to learn. It answers only "negative" or "positive",
-# never the three other classes, leans towards "negative" for every true class, and its accuracy does not beat
-# always answering the most frequent class. Its worst sentences are all *very negative* ones, and the per-sentence
+# What the stored quick run shows: the model has barely started to learn. It answers only "somewhat negative" or
+# "somewhat positive", never the three other classes, leans towards "somewhat negative" for every true class, and
+# its accuracy does not beat always answering the most frequent class. Its worst sentences are all *negative* ones
+# (label 0, the most negative class), and the per-sentence
 # losses are modest: the model is not confidently wrong but unsure everywhere, with little probability left for the
 # extreme classes it never predicts. Even plain wording ("Too much of it feels unfocused and underdeveloped") is not
 # yet enough; "a Monty Python sketch gone horribly wrong" is even called positive, as if the comedy name outweighed
@@ -366,5 +394,27 @@ worst.round(3)
 #
 # Run the notebook with `MTBERT_QUICK` unset (10 epochs on all of SST) and the same cells show the full model's matrix
 # and worst sentences; its dev accuracy is in notebook 09 and the README. Things to look for then: are the mistakes
-# mostly one class away (negative vs very negative, neutral vs positive)? Do negated sentences ("not bad", "never
+# mostly one class away (negative vs somewhat negative, neutral vs somewhat positive)? Do negated sentences ("not bad", "never
 # boring") land on the wrong side?
+
+# %% [markdown]
+# ## Summary
+#
+# * `TASKS` (what each task is and how it is scored), `encode_split` (tokenize once per split; pairs three ways),
+#   `make_batches` (random or length-bucketed batches of indices), `collate` (pad each batch to its own longest),
+#   `task_metric` and the CS224N prediction files.
+# * The single-task `SentimentClassifier` of the paper's §4.1, trained briefly on a random sample (the SST files are
+#   sorted by label), and a confusion matrix that shows which mistakes it makes.
+# * What to look for: the padding share with and without bucketing, and whether the quick model beats the majority
+#   class at all (quick mode: it does not, yet).
+#
+# ## Questions
+#
+# 1. Time one quick epoch of `fit_sentiment` with `bucket=50` and with `bucket=0`. Is the saving as large as the
+#    padding share predicts? What else costs time in a step?
+# 2. Bucketing sorts only within chunks of `bucket` batches and then shuffles the batches. What would sorting the whole
+#    training set do to *training*, not to speed?
+# 3. `task_metric` reports Pearson r = 0 for constant predictions. Is that the right number for an untrained STS
+#    head? What would Spearman's ρ report, and which would you rather read?
+# 4. How many of the quick model's errors are one class away? Compute that share for it and for the majority-class
+#    answer: which one is better at "almost right"?

@@ -61,6 +61,13 @@ PAIR_ENCODINGS = ("separate", "joint")
 STS_HEADS = ("regression", "classification", "cosine")
 
 # %% [markdown]
+# **The picture.** One encoder shared by three tasks; each task has its own small head. A pair read `separate` becomes two sentence vectors u, v and the features [u, v, |u−v|, u·v]:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.multitask_model();
+
+# %% [markdown]
 # ## 1. Sentence vectors
 #
 # Every head reads a sentence vector of size H (384 for MiniLM) made from the encoder's output by one of three
@@ -107,14 +114,14 @@ def check_options(pooling: str, pair_encoding: str, sts_head: str) -> dict:
 # What do the three sentence vectors look like before any fine-tuning? Below, 300 random SST dev sentences go
 # through the pretrained MiniLM encoder once; each pooling turns its output into 300 vectors of 384 numbers, and PCA
 # (scikit-learn) projects them onto the two directions along which they vary most. Each point is a sentence,
-# coloured by its SST label (red = very negative, green = very positive).
+# coloured by its SST label (red = negative, green = positive).
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 from mtbert_lib.tokenizer import load_tokenizer
-from mtbert_lib.tasks import encode_split, collate, make_batches, task_metric
+from mtbert_lib.tasks import SST_CLASSES, encode_split, collate, make_batches, task_metric
 
 tok, encoder = load_tokenizer("minilm"), BertModel.from_pretrained("minilm").eval()
 sst_dev = encode_split("sst", "dev", tok)
@@ -134,13 +141,13 @@ for ax, how in zip(axes, POOLINGS):
     points = ax.scatter(xy[:, 0], xy[:, 1], c=sst_dev.labels[pick], cmap="RdYlGn", vmin=0, vmax=4, s=14)
     ax.set(title=f"{how} pooling (PCs explain {pca.explained_variance_ratio_.sum():.0%})", xlabel="PC 1", ylabel="PC 2")
 bar = fig.colorbar(points, ax=axes, ticks=range(5))
-bar.ax.set_yticklabels(["very negative", "negative", "neutral", "positive", "very positive"])
+bar.ax.set_yticklabels(SST_CLASSES)
 plt.show()
 
 # %% [markdown]
 # What the picture shows, and what it does not. In the `pooler` and `cls` panels the colours are mixed everywhere:
 # the two main directions of those vectors say nothing visible about sentiment. In the `mean` panel there is a faint
-# trend: many of the very positive sentences sit high on PC 2 and the negative ones gather lower down, but every
+# trend: many of the positive sentences (label 4) sit high on PC 2 and the negative ones gather lower down, but every
 # region still holds every colour. The two directions explain under a tenth of the variance (the titles), so what
 # varies most between these sentences is mostly something else (topic, wording, length), and a linear head that reads
 # all 384 numbers may find more than a 2-D picture shows. Sentiment is *not* laid out for free by any pooling; that is
@@ -148,15 +155,41 @@ plt.show()
 # vectors already rank STS pairs, and mean pooling, the one MiniLM was trained with, comes out clearly ahead.
 
 # %% [markdown]
-# ## 2. Heads, losses and predictions
+# ## 2. Pair features, heads, losses and predictions
 #
-# Each task gets one linear layer on top of the sentence vectors. A sentence task reads one vector (H numbers). A
-# pair task encoded `separate` reads `[u, v, |u−v|, u·v]` (4H numbers), one encoded `joint` reads the single vector
-# of `[CLS] a [SEP] b [SEP]` (H numbers). STS read as 6 classes needs 6 outputs, as a score one.
+# A pair encoded `separate` gives two sentence vectors, u and v, and a linear head cannot compare two vectors by
+# itself: it only adds up weighted numbers. So we hand it comparisons ready-made (Reimers & Gurevych's
+# Sentence-BERT, and the seed paper): both vectors, their element-wise distance |u − v| and their element-wise
+# product u · v, side by side. Where the two sentences agree, a coordinate of |u − v| is small and one of u · v has
+# the sign the two share; a paraphrase is the same pair whichever sentence comes first, so the comparisons must not
+# change when u and v are swapped. This is the first exercise:
+
+# %%
+#| export
+def pair_features(u, v):
+    """The features of a pair read `separate`: [u, v, |u − v|, u · v], (B, H) each -> (B, 4H)."""
+    ### BEGIN SOLUTION
+    # HINT: four parts of H numbers per pair, side by side in the order of the docstring; the two comparisons are element-wise, and neither may change when the two sentences are swapped
+    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)  # (B, 4H)
+    ### END SOLUTION
+
+# %%
+from mtbert_lib.grading import check_pair_features, check_task_heads
+check_pair_features(pair_features)
+
+# %% [markdown]
+# Each task gets one linear layer on top of what it reads. A sentence task reads one vector (H numbers); a pair task
+# reads the features above if it is encoded `separate`, or the single vector of `[CLS] a [SEP] b [SEP]` if it is
+# encoded `joint`. SST has five classes, CFIMDB two, Quora's paraphrase question one logit; STS is one score when
+# read as a regression and six classes (similarity 0…5) when read as classification. The second exercise: size the
+# heads.
 
 # %%
 #| export
 def task_heads(hidden: int, pair_enc: dict, sts_head: str) -> nn.ModuleDict:
+    """One nn.Linear per task (sst, cfimdb, quora, sts); pair_enc: {'quora': 'separate'|'joint', 'sts': ...}."""
+    ### BEGIN SOLUTION
+    # HINT: for each head ask two questions: how many numbers does it read (one sentence vector, the features of a pair, or the vector of a jointly read pair)? and how many does it predict for its task?
     pair_in = {t: 4 * hidden if e == "separate" else hidden for t, e in pair_enc.items()}
     return nn.ModuleDict({
         "sst": nn.Linear(hidden, 5),
@@ -164,6 +197,10 @@ def task_heads(hidden: int, pair_enc: dict, sts_head: str) -> nn.ModuleDict:
         "quora": nn.Linear(pair_in["quora"], 1),
         "sts": nn.Linear(pair_in["sts"], 6 if sts_head == "classification" else 1),
     })
+    ### END SOLUTION
+
+# %%
+check_task_heads(task_heads)
 
 # %% [markdown]
 # The losses follow the kind of output: cross-entropy over the classes for sentiment, binary cross-entropy on
@@ -235,7 +272,7 @@ class MultitaskBERT(nn.Module):
             u, v = self.embed_pair(batch["first"], batch["second"])  # (B, H) each
             if task == "sts" and self.sts_head == "cosine":
                 return 5 * F.cosine_similarity(u, v, dim=-1).clamp(min=0)  # (B,)
-            feats = self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1))  # (B, 4H)
+            feats = self.dropout(pair_features(u, v))  # (B, 4H)
         out = self.heads[task](feats)
         return out if (task == "sts" and self.sts_head == "classification") else out.squeeze(-1)  # (B, 6) or (B,)
 
@@ -249,7 +286,8 @@ class MultitaskBERT(nn.Module):
 # ## 4. A look at each option on real batches
 #
 # Shapes first, then the zero-shot question that matters for MiniLM: before any fine-tuning, how well does each
-# pooling's sentence vector already separate paraphrases? (cosine similarity of the two questions vs the label.)
+# pooling's sentence vector already rank STS pairs by similarity? (Pearson r between the cosine similarity of the
+# two sentences' vectors and the STS dev label; quick mode: the first 200 dev pairs.)
 
 # %%
 import os
@@ -277,4 +315,24 @@ for how in POOLINGS:
         for b in make_batches(sts_dev.lengths(), 64):
             batch = collate(sts_dev, b, tok)
             cos += F.cosine_similarity(m.embed(batch["first"]), m.embed(batch["second"])).tolist()
-    print(f"zero-shot STS dev Pearson r with {how:6s} pooling: {pearsonr(cos, sts_dev.labels)[0]:.3f}")
+    print(f"zero-shot STS dev Pearson r with {how:6s} pooling: {pearsonr(cos, sts_dev.labels)[0]:.3f}"
+          + (f" (quick mode: the first {len(sts_dev)} dev pairs)" if QUICK else ""))
+
+# %% [markdown]
+# ## Summary
+#
+# * `pool` (BERT's pooler, the raw [CLS] state, or the mean of the real tokens), `pair_features` ([u, v, |u−v|, u·v]
+#   for a pair read `separate`), `task_heads`, the losses and predictions of each kind of task, and `MultitaskBERT`,
+#   which reads both sentences of a pair in one encoder call.
+# * What to look for: in the PCA picture sentiment is not laid out by any pooling; in section 4, mean pooling (the one
+#   MiniLM was trained with) already ranks STS pairs well before any fine-tuning.
+#
+# ## Questions
+#
+# 1. The features [u, v, |u−v|, u·v] change when a and b are swapped only through [u, v]. Swap the sentences of the
+#    STS dev pairs and measure how much an untrained head's scores move. Would [|u−v|, u·v] alone be enough?
+# 2. A 6-class STS head predicts the *expected* class, not the arg-max. Compute Pearson r both ways on the outputs of
+#    a trained checkpoint: why does notebook 09's rr-uneven not collapse as the paper's did?
+# 3. `embed_pair` pads both halves to the longer of the two. Check that its vectors equal two separate `embed` calls,
+#    then time both for a batch of 64 pairs.
+# 4. Why does the `cosine` STS head need `separate`? What would 5·cos mean for a pair read jointly?

@@ -64,6 +64,13 @@ from mtbert_lib.tasks import (TASKS, encode_split, collate, make_batches, task_m
 from mtbert_lib.tokenizer import load_tokenizer
 
 # %% [markdown]
+# **The picture.** An epoch as the samplers below return it: a list of rounds, each a list of (task, batch). Schematic sizes; section 1 draws the real ones:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.rounds_grid();
+
+# %% [markdown]
 # ## 1. Schedules as samplers
 #
 # Each sampler takes the training sets' token lengths (a dict task → array), the batch size(s) and a random
@@ -86,7 +93,7 @@ def uneven_round_robin(lengths: dict, batch_sizes: dict, rng, bucket: int = 0):
 def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
     """N = the smallest training set; every epoch draws N examples from each task without replacement."""
     ### BEGIN SOLUTION
-    # HINT: n = smallest size; per task draw n indices without replacement (rng.choice), batch their lengths with make_batches(…, batch_size, rng, bucket) and map the batches back to training-set indices; round i = [(task, its i-th batch) for every task]
+    # HINT: balanced means every task sees as many examples as the smallest task has, a fresh random choice of them every epoch (only from `rng`); batch each task's choice as single-task training does, and remember that those batches then index the choice, not the training set
     n = min(len(L) for L in lengths.values())
     per_task = {}
     for t, L in lengths.items():
@@ -1049,11 +1056,12 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
 # rr-balanced-specialized` runs the full protocol; `results/` holds the JSON of every run.
 
 # %%
-import tempfile
+import re, tempfile
 cfg = TrainConfig(name="demo-balanced", schedule="balanced", update="per_task", sts_head="regression", pooling="mean").quick()
+no_times = lambda line: print("quick mode |", re.sub(r" \| \d+s$", "", line))  # seconds depend on the machine: not stored
 with tempfile.TemporaryDirectory() as d:
-    result = train(cfg, run_dir=d, results_dir=None, progress=False)
-print({k: round(v, 3) for k, v in result["best_dev"].items()}, "in", result["wall_s"], "s")
+    result = train(cfg, run_dir=d, results_dir=None, progress=False, log=no_times)
+print("quick mode | best dev:", {k: round(v, 3) for k, v in result["best_dev"].items()})
 
 # %% [markdown]
 # Besides each epoch's scores, the history keeps every training batch's loss: `step_losses` (per task, in order,
@@ -1110,3 +1118,23 @@ plt.show()
 # averages: a batch of 8 is a noisy sample, which is why curves of real runs are always smoothed. (Quick mode: 96
 # examples a task and two epochs, so this shows the machinery, not a real run; the `results/*.json` of full runs
 # hold the same keys, and `step_loss_curves` reads them.)
+
+# %% [markdown]
+# ## Summary
+#
+# * Schedules are samplers in one table, `SCHEDULES`: single task, uneven round-robin (all of every task) and balanced
+#   round-robin (N = the smallest task, a fresh draw of the larger ones each epoch); the loop never branches on them.
+# * `TrainConfig`, evaluation, precision, provenance, the training step and loop, checkpoints and `--resume`, and the
+#   CS224N prediction files; a quick run records every batch's loss, and `step_loss_curves` draws them.
+# * What to look for: where the uneven epoch ends with SST alone, and the three losses' very different scales.
+#
+# ## Questions
+#
+# 1. With `update="per_task"`, every batch is one optimizer step. How many steps does one balanced epoch of the full
+#    data take at batch size 8, and how many does `rr-uneven` take with its summed rounds?
+# 2. Balanced round-robin draws a new subset of Quora each epoch. What share of Quora's training pairs has a
+#    two-epoch run seen at least once? Compute it, then count it with `balanced_round_robin`.
+# 3. Stop a quick run after its first epoch and continue it with `--resume`. Which file says where it continues, and
+#    are the final dev numbers those of an uninterrupted run?
+# 4. STS's MSE is several times larger than the two cross-entropies. What would `update="sum"` do with those scales,
+#    and which option of the configuration would you change first?

@@ -67,11 +67,19 @@ import torch.nn.functional as F
 from mtbert_lib.grading import check_ema_update, check_symmetric_kl  # the graders of this notebook's exercises
 
 # %% [markdown]
+# **The picture.** Two copies of the same MultitaskBERT. Only the student is trained; the teacher follows it as an average and is the model the run scores:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.mean_teacher();
+
+# %% [markdown]
 # ## 1. The EMA update
 #
 # With a warm-up: early in training the average would be dominated by the random-ish initial heads, so the decay
-# starts small, $\alpha_t = \min(\alpha, 1 - 1/(t+1))$ (Tarvainen & Valpola). The update is one multi-tensor
-# `lerp` over all parameters.
+# starts small, $\alpha_t = \min(\alpha, 1 - 1/(t+1))$ (Tarvainen & Valpola). The update changes the
+# teacher's own tensors in place (the training loop and the optimizer hold no reference to them, but the checkpoint
+# code does); writing it is the first exercise.
 
 # %%
 #| export
@@ -79,7 +87,7 @@ from mtbert_lib.grading import check_ema_update, check_symmetric_kl  # the grade
 def ema_update(teacher, student, decay: float):
     """teacher ← decay · teacher + (1 − decay) · student, for every parameter; buffers are copied."""
     ### BEGIN SOLUTION
-    # HINT: in place, parameter by parameter (zip teacher.parameters() and student.parameters()): t ← decay·t + (1 − decay)·s (e.g. t.lerp_(s, 1 − decay)); then copy every buffer from the student
+    # HINT: the teacher keeps most of itself (decay) and takes the rest from the student, parameter by parameter and in place; no gradient may flow, and the buffers are not averaged: the teacher takes the student's
     t_params, s_params = list(teacher.parameters()), list(student.parameters())
     torch._foreach_lerp_(t_params, s_params, 1.0 - decay)
     for tb, sb in zip(teacher.buffers(), student.buffers()):
@@ -114,7 +122,7 @@ print(bool(torch.allclose(a.weight, 0.9 * before + 0.1 * b.weight)), [round(ema_
 def symmetric_kl(student_logits, teacher_logits):
     """KL(p‖q) + KL(q‖p) over the last dimension, averaged over the batch; p = student, q = teacher."""
     ### BEGIN SOLUTION
-    # HINT: log p and log q with F.log_softmax over the last dimension; KL(p‖q) = Σ p (log p − log q); sum both directions over the classes, then average over the batch
+    # HINT: KL compares two probability distributions, not two sets of logits (stay in log space for stability); it is not symmetric, so take it both ways; per example it sums over the classes, and the loss is the batch mean
     logp, logq = F.log_softmax(student_logits, -1), F.log_softmax(teacher_logits, -1)
     return ((logp.exp() - logq.exp()) * (logp - logq)).sum(-1).mean()
     ### END SOLUTION
@@ -348,3 +356,26 @@ if runs is not None:
         cells = "  ".join(f"{t} {pm(r[f'dev_{t}'].mean(), r[f'dev_{t}'].std(ddof=1) if len(r) > 1 else None)}" for t in TASKS3)
         delta = "" if n == names[0] else f"  Δ avg {fmt_paired(paired(runs, n, names[0], 'avg'))}"
         print(f"  {n:38s} ({len(r)})  {cells}{delta}")
+
+# %% [markdown]
+# ## Summary
+#
+# * `ema_update` (the teacher keeps `decay` of itself and takes the rest from the student, in place, without
+#   gradient; buffers copied), its warm-up `ema_decay_at`, the consistency losses (symmetric KL, with two-class
+#   logits for Quora's one logit, or MSE), the λ ramp-up and the early decay, and the `MeanTeacher` object that the
+#   training loop calls.
+# * What to look for: the two clocks (the decay and λ) against the number of steps a run really takes, how the
+#   teacher lags behind the student, and in the full runs whether either of them beats the run without a teacher by
+#   more than the paired interval.
+#
+# ## Questions
+#
+# 1. With decay 0.999 the teacher averages roughly the last 1,000 steps. How many epochs of the two-epoch CPU
+#    protocol is that, and what does the teacher's score after epoch 1 then measure?
+# 2. Early in training student and teacher both predict nearly uniform distributions. How large is the symmetric KL's
+#    gradient then, compared with the supervised loss's? Measure it on one quick batch.
+# 3. `ema_update` copies buffers instead of averaging them. Which buffers does `MultitaskBERT` have, if any, and what
+#    would averaging them mean?
+# 4. In section 7's full runs, is the faithful teacher better than its own student, on which task, and does the paired
+#    interval against the run without a teacher lie on one side of 0? What would you change first to give the
+#    teacher a fairer chance?

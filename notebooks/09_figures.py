@@ -175,6 +175,13 @@ else:
     print("no baselines yet: mtbert baselines")
 
 # %% [markdown]
+# **The picture.** How a result file becomes a row of a table, a point of a figure and a claim's verdict:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.results_pipeline();
+
+# %% [markdown]
 # ## 1. A recipe for MiniLM, found on dev
 #
 # The paper's hyper-parameters were chosen for bert-base-uncased: BERT's pooler (the tanh layer on [CLS] that
@@ -229,7 +236,8 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
 # %%
 if len(search):
     st = search_table(search)
-    display(st.round(3))
+    display(st.round(3).assign(lr=st.lr.map("{:.0e}".format),  # 5e-05, not 0.0 after rounding
+                               head_lr=st.head_lr.map(lambda v: "–" if pd.isna(v) else f"{v:.0e}")))
     plot_search(st, baseline_lines(base), figdir / "recipe_search.png"); plt.show()
 else:
     print("no search runs yet (results/search/)")
@@ -495,6 +503,32 @@ else:
 # different code revisions, the line says so (the numerics of the engine did not change between them unless a note
 # says otherwise: resume and refactor tests check bitwise equality on the CPU).
 
+# %% [markdown]
+# The arithmetic of the paired reading is this section's exercise: `paired_difference` takes two rows' scores indexed
+# by seed and returns the mean difference, its 95% interval and the number of pairs; `paired` below reads the scores
+# from the runs table and calls it. The grader feeds it the project's own full runs, with one seed missing from a row
+# and the seeds in another order.
+
+# %%
+#| export
+def paired_difference(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> tuple:
+    """(mean of a − b over the seeds both rows have, low, high, number of pairs) for two rows' scores indexed by
+    seed; the interval is Student's t. With a single pair there is no interval: (difference, nan, nan, 1)."""
+    ### BEGIN SOLUTION
+    # HINT: a run is paired with the other row's run of the same seed (the index), not with the one at the same position; a mean of n differences has the standard error s/√n, and for a handful of pairs the two-sided interval needs Student's t quantile, not the normal one
+    from scipy import stats
+    d = a.sub(b).dropna()  # aligned on the seed: only the seeds both rows have
+    n = len(d)
+    if n < 2:
+        return (float(d.mean()) if n else float("nan")), float("nan"), float("nan"), n
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half), n
+    ### END SOLUTION
+
+# %%
+from mtbert_lib.grading import check_paired_difference
+check_paired_difference(paired_difference)
+
 # %%
 #| export
 def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
@@ -514,16 +548,11 @@ def compare(df: pd.DataFrame, a: str, b: str, task: str) -> tuple:
 def paired(df: pd.DataFrame, a: str, b: str, task: str) -> dict:
     """Paired by seed: the best-epoch dev differences a − b of the seeds both rows have, their mean and its 95%
     t-interval {n, mean, lo, hi, diffs}; lo = hi = nan with fewer than 2 pairs."""
-    from scipy import stats
     bst = best_rows(df)
     col = f"dev_{task}"
     A, B = (bst[bst.experiment == n].drop_duplicates("seed").set_index("seed")[col] for n in (a, b))
-    d = (A - B).dropna().sort_index()
-    out = {"n": len(d), "mean": d.mean() if len(d) else np.nan, "lo": np.nan, "hi": np.nan, "diffs": d.round(4).tolist()}
-    if len(d) >= 2:
-        h = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-        out["lo"], out["hi"] = out["mean"] - h, out["mean"] + h
-    return out
+    mean, lo, hi, n = paired_difference(A, B)
+    return {"n": n, "mean": mean, "lo": lo, "hi": hi, "diffs": (A - B).dropna().sort_index().round(4).tolist()}
 
 
 def with_avg(df: pd.DataFrame) -> pd.DataFrame:
@@ -719,3 +748,26 @@ if len(bt) and bt.runs.drop(BASE_ROW).sum():
 else:
     print("no full runs of the techniques yet: mtbert pretrain-mlm --out runs/mlm-minilm; "
           "mtbert train --experiment pcgrad | pcgrad-sum | smart | mlm | beyond-best --seed 0 | 1 | 2")
+
+# %% [markdown]
+# ## Summary
+#
+# * `load_results` reads one JSON per run into one row per (run, epoch); `protocol` keeps one encoder and one recipe
+#   (tables and figures never pool runs of different models or recipes); `best_rows` keeps each run's best-dev epoch;
+#   `summarize` gives the mean ± std over seeds with the number of runs; `paired_difference` the paired-by-seed
+#   difference of two rows with its 95% t-interval.
+# * The recipe for MiniLM found on dev, the paper's Table 1 and Figures 3–6 regenerated from `results/`, the paper's
+#   claims with a verdict, and the techniques of notebook 11 against the best row.
+# * What to look for: every fine-tuned number beside its baselines (majority class, zero-shot, linear probe), and how
+#   many runs stand behind each mean.
+#
+# ## Questions
+#
+# 1. Section 6 gives every claim two verdicts, the rule's and the paired interval's. Find a claim where they disagree
+#    and explain it from the per-seed differences: what does pairing by seed cancel?
+# 2. The recipe was chosen on dev with seed 0, and the tables report dev numbers. How much can that flatter the tuned
+#    rows, and what would you need to report a number you did not choose on?
+# 3. In Table 1, which single-task row loses most on the tasks it does not train? Explain it from notebook 06's
+#    picture of what each head reads.
+# 4. Figure 6 plots train against dev per epoch. With two epochs, is the gap overfitting or just the training sample
+#    being easier? What run would tell the two apart?

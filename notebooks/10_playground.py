@@ -63,6 +63,13 @@ page
 #| default_exp playground
 
 # %% [markdown]
+# **The picture.** What happens between typing a sentence and seeing the answers:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.playground_flow();
+
+# %% [markdown]
 # ## 1. The model side
 #
 # A `Playground` is a model in eval mode, its tokenizer, and the tasks whose heads were trained. `zero_shot()`
@@ -84,9 +91,8 @@ from matplotlib.figure import Figure
 
 from mtbert_lib.model import BertModel, BertTokenizer, load_tokenizer
 from mtbert_lib.multitask import MultitaskBERT
+from mtbert_lib.tasks import SST_CLASSES  # the names of SST-5's labels 0…4 (notebook 05)
 from mtbert_lib.training import load_best_checkpoint
-
-SST_CLASSES = ("negative", "somewhat negative", "neutral", "somewhat positive", "positive")  # SST-5 labels 0..4
 
 # %%
 #| export
@@ -403,3 +409,23 @@ display(Image(png(heads_chart(tokens, w, layer=2))))
 # NBVAL_CHECK_OUTPUT
 rows = w.sum(-1)
 print(tuple(w.shape[:2]), torch.allclose(rows, torch.ones_like(rows), atol=1e-5), 0 <= r["similarity"] <= 5)
+
+# %% [markdown]
+# ## Summary
+#
+# * `Playground`: a model in eval mode (zero-shot MiniLM with fresh heads, or a run's best checkpoint), its
+#   tokenizer and the tasks it was trained on; `predict` (SST probabilities, paraphrase probability, similarity) and
+#   `attention` (every layer's and head's weights); pictures as PNG bytes; the widgets, served as a page with Voilà.
+# * What to look for: which answers mean something for the model you chose (the page says which heads are untrained),
+#   and how the attention maps change between the zero-shot encoder and a trained checkpoint.
+#
+# ## Questions
+#
+# 1. With zero-shot MiniLM, type a clearly positive and a clearly negative sentence. Do the SST probabilities move?
+#    Why can a random head's answer depend on the sentence at all?
+# 2. Train a quick checkpoint (`mtbert train --experiment rr-balanced-specialized-mt --quick`) and choose it. Find a
+#    negation ("not bad", "never boring") it gets wrong, and one it gets right.
+# 3. Find the cross-sentence head of notebook 01 (layer and head) on a paraphrase pair. Does it still link the same
+#    words in a trained checkpoint?
+# 4. The similarity is 5·max(0, cos). Can you find two sentences whose cosine is negative? What does that tell you
+#    about where MiniLM's mean-pooled vectors lie?

@@ -69,6 +69,13 @@ import os
 QUICK = os.environ.get("MTBERT_QUICK") == "1"  # the executed copy of this notebook runs in quick mode
 
 # %% [markdown]
+# **The picture.** PCGrad's projection on two conflicting gradients (left), and where each of the three techniques enters training (right):
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.pcgrad_projection();
+
+# %% [markdown]
 # ## 1. Further MLM pretraining
 #
 # ### 1.1 Masking: 15%, then 80 / 10 / 10
@@ -364,7 +371,7 @@ from mtbert_lib.model import BertModel as _BM
 enc = _BM.from_pretrained(str(mlm_dir))  # what `--model PATH` does
 print("the folder loads as an encoder:", type(enc).__name__, enc.config.num_hidden_layers, "layers;",
       "tokenizer vocabulary", load_tokenizer(str(mlm_dir)).vocab_size, "| files:", sorted(p.name for p in mlm_dir.iterdir()))
-print(f"masked-token accuracy on held-out training sentences: before {mlm['accuracy_before']:.3f}, after {mlm['accuracy_after']:.3f}")
+print(f"{'quick mode, ' + str(mlm['steps']) + ' steps | ' if QUICK else ''}masked-token accuracy on held-out training sentences: before {mlm['accuracy_before']:.3f}, after {mlm['accuracy_after']:.3f}")
 
 # %% [markdown]
 # The full run that the `mlm` and `beyond-best` experiments start from, if it has been made
@@ -526,7 +533,7 @@ ax.plot(range(1, len(share) + 1), share, marker=".")
 ax.set(xlabel="step (one round of SST, Quora, STS)", ylabel="share of conflicting pairs", ylim=(-0.05, 1.05),
        title="PCGrad: task pairs whose gradients conflict")
 plt.show()
-print(f"mean share of conflicting pairs: {np.mean(share):.2f} over {len(share)} steps; dev",
+print(f"{'quick mode | ' if QUICK else ''}mean share of conflicting pairs: {np.mean(share):.2f} over {len(share)} steps; dev",
       {k: round(v, 3) for k, v in pc["best_dev"].items()})
 
 # %% [markdown]
@@ -684,3 +691,23 @@ if ax.lines:
 else:
     plt.close(fig)
     print("no full pcgrad runs yet")
+
+# %% [markdown]
+# ## Summary
+#
+# * Further MLM pretraining: masking 15% of the real tokens (80 / 10 / 10), an MLM head tied to the word embeddings,
+#   a checkpoint folder that `--model PATH` loads, and a loop with a CPU budget.
+# * Gradient surgery (PCGrad): conflicting task gradients lose their component along each other before they are
+#   summed, one step per round; `pcgrad-sum` separates the surgery from the update mode.
+# * SMART: a penalty on how much the outputs change under a small adversarial perturbation of the embeddings.
+# * What to look for: the full runs' table (in quick mode every run is tiny) and how often gradients really conflict.
+#
+# ## Questions
+#
+# 1. In the conflict picture, is the share of conflicting pairs higher early or late in training? What would that mean
+#    for PCGrad's effect on a longer run?
+# 2. Which matters more in the table: the surgery (`pcgrad` − `pcgrad-sum`) or the update mode (`pcgrad-sum` − the
+#    best row)?
+# 3. Further MLM pretraining lowered Quora. Design the one run that would test the explanation given in the text.
+# 4. SMART makes every step more expensive. Compare the techniques at equal wall time rather than equal epochs, from
+#    the `wall_s` of their result files: does the ranking change?

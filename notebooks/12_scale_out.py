@@ -78,6 +78,13 @@ import torch.distributed as dist
 # processes with nothing. They cannot sit out: DDP's all-reduce needs *every* process in every backward pass. Such a
 # process borrows the batch's first example and multiplies its loss by **0**: it takes part and adds nothing.
 
+# %% [markdown]
+# **The picture.** A batch of 7 on 2 processes, as `shard` below cuts it, with each rank's loss factor:
+
+# %%
+from mtbert_lib import diagrams  # the course's box-and-arrow pictures (mtbert_lib/diagrams.py)
+diagrams.shards();
+
 # %%
 #| export
 def shard(indices, rank: int, world: int):
@@ -349,3 +356,22 @@ assert run.returncode == 0 and len(lines) == 2
 # batch by N, which usually wants a larger learning rate. Dev evaluation is split over the GPUs as well. With the
 # paper's small batches (8) a step is mostly communication and kernel launches, so more GPUs pay off only with
 # larger batches or a larger model.
+
+# %% [markdown]
+# ## Summary
+#
+# * `shard` cuts each global batch into contiguous pieces and gives each rank a loss factor N·n_r/n, so the averaged
+#   gradient is the whole batch's even when the batch does not split evenly; a rank without examples takes part with
+#   factor 0.
+# * `World` (from `torchrun`'s environment, or a world of one), the model inside DDP (unused parameters, `no_sync` for
+#   summed steps), evaluation split over the ranks, rank 0 writing files; two processes end where one process ends.
+#
+# ## Questions
+#
+# 1. Shard a batch of 7 over 4 processes by hand: which examples and factors does each rank get? Check that the
+#    weighted means average to the global mean.
+# 2. What would go wrong if a rank without examples simply skipped its backward pass?
+# 3. Why can every rank update its own Mean Teacher without any communication? What change to the loop would break
+#    that?
+# 4. With `batch_size=32` on 8 GPUs each GPU sees 4 examples a step. Where does the time of such a step go, and what
+#    would you change first to use the GPUs better?

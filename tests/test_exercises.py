@@ -3,8 +3,9 @@ every notebook with exercises top to bottom (quick mode) and reports each exerci
 
 * the student edition (notebooks/exercises/): every exercise TODO, nothing crashes, exit status 1;
 * the solution notebooks (notebooks/NN_*.ipynb): every exercise PASS, exit status 0;
-* a small notebook with a syntax error in an exercise, a wrong answer, an unfinished one and a crash: FAIL (with the
-  reason), FAIL, TODO and one CRASH line, exit status 2.
+* a small notebook with a syntax error in an exercise, a wrong answer, an unfinished one, a later cell broken by the
+  wrong answer and a crash: FAIL (with the reason), FAIL, TODO, one AFTER FAIL line that names the exercise to fix
+  (not a crash) and one CRASH line, exit status 2.
 
 The `mtbert grade` runs are subprocesses started together by one fixture, two at a time (one torch thread each),
 the longest first: executing 13 notebooks is most of this file's time.
@@ -22,10 +23,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "notebooks"
-SOLUTIONS = {"01_attention": ["attention", "heads"], "02_transformer_layer": ["transformer_layer"],
-             "03_bert": ["embeddings", "pooler"], "04_adamw": ["adamw"], "07_round_robin": ["balanced_round_robin"],
-             "08_mean_teacher": ["ema_update", "symmetric_kl"]}
-LONGEST_FIRST = ["08_mean_teacher", "07_round_robin", "03_bert", "04_adamw", "01_attention", "02_transformer_layer"]
+# The exercises of each notebook, read from its grader cells (`check_<name>(...)`, as `mtbert grade` finds them).
+SOLUTIONS = {p.stem: re.findall(r"^check_(\w+)\(", p.read_text(), re.M) for p in sorted(NBS.glob("[0-9][0-9]_*.py"))}
+SOLUTIONS = {name: found for name, found in SOLUTIONS.items() if found}
+# The order the notebooks are graded in: the slowest first (the others are placed by number, later ones first).
+SLOWEST = ["08_mean_teacher", "07_round_robin", "05_sentiment", "06_multitask", "03_bert", "04_adamw"]
+LONGEST_FIRST = [n for n in SLOWEST if n in SOLUTIONS] + sorted(set(SOLUTIONS) - set(SLOWEST), reverse=True)
 LINE = re.compile(r"^EXERCISE (\S+): (PASS|TODO|FAIL: .*)$")
 
 
@@ -60,6 +63,8 @@ BROKEN = [
     "def split_heads(x, num_heads):\n    B, T, H = x.shape\n    return x.reshape(B, num_heads, T, H // num_heads)  # wrong\n\n"
     "def merge_heads(x):\n    B, h, T, d = x.shape\n    return x.transpose(1, 2).reshape(B, T, h * d)",
     "check_heads(split_heads, merge_heads)",
+    "import torch\nx = torch.arange(8.0).reshape(1, 2, 4)\n"
+    "assert torch.equal(merge_heads(split_heads(x, 2)), x)  # broken by the wrong split_heads: not a second problem",
     "def symmetric_kl(student_logits, teacher_logits):\n    raise NotImplementedError('HINT: ...')",
     "check_symmetric_kl(symmetric_kl)",
     "symmetric_kl(None, None)  # uses the unfinished exercise: not a crash",
@@ -123,6 +128,8 @@ def test_grade_reports_fail_todo_and_crash(graded):
     assert lines[2][1] == "TODO"
     crashes = [line for line in r.stdout.splitlines() if line.startswith("CRASH")]
     assert len(crashes) == 1 and "ZeroDivisionError" in crashes[0], r.stdout
+    after = [line for line in r.stdout.splitlines() if line.startswith("AFTER FAIL")]
+    assert len(after) == 1 and "AssertionError (no message)" in after[0] and "exercise heads" in after[0], r.stdout
 
 
 def test_grade_bad_input(tmp_path):

@@ -18,6 +18,10 @@ directives (#| export, #| default_exp) are removed, so the learner's functions l
 mtbert_lib, and the cells are given nbgrader's metadata (the exercise cells are "autograded answer" cells, the cells
 that call a `check_*` grader are read-only). The Colab badge points to the student edition and its set-up cell moves
 into notebooks/exercises/.
+
+A cell that would show an exercise's answer elsewhere (notebook 04's multi-tensor AdamW path does the same arithmetic
+as the exercise) carries a directive `#| student: CODE`: the student edition has CODE instead of the cell (an import
+of the library's version), and nbdev ignores the directive.
 """
 import json, re, sys
 from pathlib import Path
@@ -30,6 +34,7 @@ BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 HINT_RE = re.compile(r"^\s*# HINT: (.+?)\s*$")
 GRADER_RE = re.compile(r"^(check_\w+)\(.*\)\s*$", re.M)
 DIRECTIVE_RE = re.compile(r"^#\|.*(\n|$)", re.M)
+STUDENT_RE = re.compile(r"^#\| student: (.+)$", re.M)
 PLACEHOLDER = "__MTBERT_EXERCISE_HINT__"
 
 INTRO = """**Student edition.** The cells ending in `raise NotImplementedError("HINT: ...")` are your exercises:
@@ -63,6 +68,8 @@ def student_edition(src: Path):
     cells, pending = [], []  # pending: exercise cells waiting for their grader cell (for the grade_id)
     for c in nb.cells:
         if c.cell_type == "code":
+            if m := STUDENT_RE.search(c.source):  # the cell would show an answer: the student edition imports it
+                c.source = m.group(1).strip()
             c.source = DIRECTIVE_RE.sub("", c.source).strip("\n")
             if not c.source.strip():
                 continue  # the `#| default_exp` cell
