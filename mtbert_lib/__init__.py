@@ -5,6 +5,7 @@ Modules:
 - `mtbert_lib.baselines`: The reference numbers every table and figure shows beside a fine-tuned score.
 - `mtbert_lib.cli`: The `mtbert` command line: data fetching, a zero-shot demo, training, prediction, the list of experiments and grading the exercises.
 - `mtbert_lib.experiments`: Named experiments: the paper's §4.1 runs, every Table 1 row and each figure's sweep, as TrainConfig objects.
-- `mtbert_lib.grading`: The graders of the course's exercises: one `check_*` per exercise, called in the cell right after it."""
+- `mtbert_lib.grading`: The graders of the course's exercises: one `check_*` per exercise, called in the cell right after it.
+- `mtbert_lib.precision`: What a run computes in (fp32, bf16, or fp16 with loss scaling), resolved once per run from the device, and what goes with it: autocast around the forward pass, the gradient scaler, the optimizer step through it."""
 
 __version__ = "0.1.0"

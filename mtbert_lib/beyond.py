@@ -19,8 +19,11 @@ import torch.nn.functional as F
 
 from .data import load_task
 from .model import BertModel, _LAYER_MAP, read_checkpoint_weights, resolve_checkpoint
+from .mean_teacher import consistency_loss
 from .optim import AdamW
+from .precision import autocast, grad_scaler, resolve_precision
 from .tokenizer import load_tokenizer
+from .training import LOSS_TERMS, UPDATES, UpdateMode  # the loop's tables: PCGrad and SMART join them
 
 # %% ../notebooks/11_beyond.ipynb #c007
 def mask_tokens(input_ids, special_ids, vocab_size: int, mask_id: int, rate: float = 0.15, generator=None):
@@ -148,7 +151,6 @@ def _batches(encoded, batch_size, rng):
 def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234, precision: str = "fp32") -> float:
     """Share of masked targets whose original token is the top prediction (the same masks for a given seed;
     masks are drawn on the CPU, so the model's device does not change them)."""
-    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
     was, g, correct, total = model.training, torch.Generator().manual_seed(seed), 0, 0
     device = next(model.parameters()).device
     model.eval()
@@ -180,7 +182,6 @@ def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
 # %% ../notebooks/11_beyond.ipynb #c018
 def mlm_step(net, opt, scaler, b, inputs, labels, device, precision: str, lr: float) -> float:
     """One optimizer step at rate `lr` on a masked batch, in `precision` on `device` (fp16: through the gradient scaler)."""
-    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
     for group in opt.param_groups:
         group["lr"] = lr
     with autocast(device, precision):
@@ -198,7 +199,6 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
                  limit: int | None = None, seed: int = 0, device=None, precision: str = "fp32", log=print) -> dict:
     """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given). `device`: None =
     the GPU if any; `precision`: fp32 (default), bf16, fp16 (gradient scaler) or auto (the training's rule)."""
-    from mtbert_lib.training import resolve_precision  # here, not at the top: training imports this module
     _check_mlm_args(steps, batch_size, lr, heldout)
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -209,7 +209,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
     log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f} "
         f"({device.type}, {precision})")
     opt, g, losses, t0 = AdamW(net.parameters(), lr=lr, weight_decay=0.01), torch.Generator().manual_seed(seed), [], time.time()
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = grad_scaler(precision, device)  # fp16: loss scaling; otherwise a pass-through
     net.train()
     while len(losses) < steps and (max_seconds is None or time.time() - t0 < max_seconds):
         done = len(losses)
@@ -333,7 +333,6 @@ class _Perturb:
 
 def smart_loss(model, task: str, batch: dict, clean_out, cfg) -> torch.Tensor:
     """ℓ_s(f(e+δ), f(e)) after cfg.smart_steps ascent steps on δ (‖δ‖∞ ≤ cfg.smart_eps); f(e) = clean_out, detached."""
-    from mtbert_lib.mean_teacher import consistency_loss
     target = clean_out.detach().float()
     div = lambda out: consistency_loss(task, out.float(), target, "kl", getattr(model, "sts_head", "regression"))
     perturb = _Perturb(cfg.smart_noise)
@@ -349,3 +348,21 @@ def smart_loss(model, task: str, batch: dict, clean_out, cfg) -> torch.Tensor:
         return div(model(task, batch))
     finally:
         hook.remove()
+
+# %% ../notebooks/11_beyond.ipynb #c037
+# Plumbing: PCGrad and SMART as rows of the training loop's tables (notebook 07, section 6)
+def _set_task_grad_aside(R, scratch):
+    scratch.setdefault("task_grads", []).append(take_grads(R.model))  # each task's gradient, kept apart
+
+
+def _pcgrad_combine(R, scratch, record):
+    """Gradient surgery: the projected sum of the set-aside gradients becomes the gradient."""
+    record.conflicts.append(pcgrad_step(R.model, scratch["task_grads"], seed=(R.cfg.seed, R.state["step"])))
+
+
+def _smart_term(R, task, batch, out):
+    return R.cfg.smart_weight * smart_loss(R.model, task, batch, out.float(), R.cfg)
+
+
+UPDATES["pcgrad"] = UpdateMode(per_batch=False, after_backward=_set_task_grad_aside, before_step=_pcgrad_combine)
+LOSS_TERMS["smart"] = (lambda cfg: cfg.smart_weight > 0, _smart_term)

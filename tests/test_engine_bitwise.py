@@ -44,6 +44,7 @@ def machine() -> dict:
 
 def run_all(tiny_bert_dir, data_dir, tmp_path, names=CONFIGS) -> dict:
     from engine_helpers import data_env
+    import mtbert_lib.experiments  # noqa: F401  as the CLI: notebook 11's rows (pcgrad, SMART) join the loop's tables
     from mtbert_lib.training import TrainConfig, train
     out = {}
     n = torch.get_num_threads()
