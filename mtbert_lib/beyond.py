@@ -270,26 +270,27 @@ def pcgrad_weights(D: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """`pcgrad` done on the Gram matrix D (D_ij = g_i·g_j) instead of the vectors. Every projection subtracts a
     multiple of some g_j, so each projected gradient is a combination Σ_j c_ij g_j, and every inner product it needs is
     c·D[:, j]. Returns w with w_j = Σ_i c_ij: the combined gradient is Σ_j w_j g_j. Same projections, same random
-    task orders (the same calls on `rng`) as `pcgrad`; only the rounding differs."""
+    task orders (the same calls on `rng`) as `pcgrad`; only the rounding differs. Computed where D is (a GPU too): the
+    test "d < 0" picks a value instead of a branch, so the host never waits to read d."""
     D, n = D.double(), D.shape[0]
-    w = torch.zeros(n, dtype=torch.float64)
+    w = torch.zeros(n, dtype=torch.float64, device=D.device)
     for i in range(n):
-        c = torch.zeros(n, dtype=torch.float64)
+        c = torch.zeros(n, dtype=torch.float64, device=D.device)
         c[i] = 1.0
         order = list(range(n))
         rng.shuffle(order)
         for j in order:
             if j != i:
                 d = c @ D[:, j]  # g·g_j, for the current (projected) g
-                if d < 0:
-                    c[j] -= d / D[j, j]
+                c[j] -= torch.where(d < 0, d / D[j, j], 0.0)  # project g off g_j when they conflict
         w += c
     return w
 
 # %% ../notebooks/11_beyond.ipynb #c031
 # Plumbing: the PCGrad step of the training loop, on the tasks' Gram matrix
-def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
-    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs.
+def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> torch.Tensor:
+    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs
+    (a 0-d tensor on the gradients' device: nothing here is read back to the host).
     Plumbing for speed: the tasks' Gram matrix is summed parameter by parameter and the projections run on it
     (`pcgrad_weights`), so the gradients are never concatenated — three passes over them instead of about twenty
     (a 2-epoch `pcgrad` run of MiniLM, AMD EPYC, 2 threads: 1,078 s concatenating (seed 1), 341 s this way (seed 2);
@@ -302,20 +303,22 @@ def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
         dots = [torch.dot(a.reshape(-1), b.reshape(-1)) for a, b in zip(task_grads[i], task_grads[j])
                 if a is not None and b is not None]
         sums.append(torch.stack(dots).double().sum() if dots else zero)
-    D = torch.zeros(n, n, dtype=torch.float64)
-    for (i, j), v in zip(upper, torch.stack(sums).tolist()):  # one transfer from a GPU, not one per dot
-        D[i, j] = D[j, i] = v
-    conflicts, pairs = int((D.triu(1) < 0).sum()), n * (n - 1) // 2
+    rows, cols = torch.tensor(upper, device=zero.device).T
+    D = torch.zeros(n, n, dtype=torch.float64, device=zero.device)
+    D[rows, cols] = D[cols, rows] = torch.stack(sums)  # symmetric, on the gradients' device
+    pairs = n * (n - 1) // 2
+    share = (D.triu(1) < 0).sum().double() / pairs if pairs else zero
     s = seed if isinstance(seed, int) else seed[0] * 1_000_003 + seed[1]
-    w = pcgrad_weights(D, random.Random(s)).tolist()
+    w = pcgrad_weights(D, random.Random(s))
+    w32 = w.float()  # the weights as the fp32 gradients' multipliers (what add_(alpha=w_i) would round them to)
     for k, p in enumerate(params):
-        parts = [(w[i], task_grads[i][k]) for i in range(n) if task_grads[i][k] is not None]
+        parts = [(i, task_grads[i][k]) for i in range(n) if task_grads[i][k] is not None]
         if parts:
-            grad = parts[0][1].mul_(parts[0][0])  # in place: take_grads handed these tensors over
-            for wi, g in parts[1:]:
-                grad.add_(g, alpha=wi)
+            grad = parts[0][1].mul_(w[parts[0][0]])  # in place: take_grads handed these tensors over
+            for i, g in parts[1:]:
+                grad.addcmul_(g, w32[i])  # grad += w_i · g
             p.grad = grad.to(p.dtype)
-    return conflicts / pairs if pairs else 0.0
+    return share
 
 # %% ../notebooks/11_beyond.ipynb #c035
 class _Perturb:

@@ -791,7 +791,7 @@ def _to_host(values: list) -> list:
     tensors = [v for v in values if torch.is_tensor(v)]
     if not tensors:
         return list(values)
-    read = iter(torch.stack([t.float() for t in tensors]).tolist())
+    read = iter(torch.stack([t.double() for t in tensors]).tolist())  # exact for fp32 losses and fp64 shares
     return [next(read) if torch.is_tensor(v) else v for v in values]
 
 # %%
