@@ -58,6 +58,7 @@ from mtbert_lib import distributed  # notebook 12 (DDP): a world of one unless t
 from mtbert_lib.data import data_edition
 from mtbert_lib.model import BertModel, BertConfig, CheckpointError
 from mtbert_lib.multitask import POOLINGS, STS_HEADS, MultitaskBERT, pair_encodings
+from mtbert_lib.graphs import GraphedStep, WholeStep  # compile='cuda-graph' (plumbing, section 7)
 from mtbert_lib.optim import AdamW
 from mtbert_lib.precision import (AUTOCAST_DTYPES, auto_precision, autocast, cpu_has_native_bf16, grad_scaler,
                                   native_bf16, optimizer_step, resolve_precision, use_bf16)  # section 4
@@ -231,6 +232,7 @@ class TrainConfig(MethodConfig):
     device: str | None = None  # default: cuda if available, else cpu
     precision: str = "auto"  # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling) | auto: see resolve_precision
     compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
+    #                        | cuda-graph: the whole step (both forwards, backward, AdamW, EMA) one CUDA graph per shape
     eval_student_too: bool = False  # with a Mean Teacher kept as the model: also score the student (dev_student)
     pad_multiple: int | None = None  # training batches padded to a multiple of this length (static shapes for CUDA
     #                                  graphs); None: 16 on CUDA, 1 on the CPU, where padding costs compute (measured:
@@ -346,7 +348,7 @@ MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (t
 def compile_encoder(model, mode: str):
     """torch.compile the student's encoder forward in place (parameter names and checkpoints stay the same).
     'reduce-overhead' adds CUDA graphs: one replay per step instead of hundreds of kernel launches."""
-    if mode != "none":
+    if mode not in ("none", "cuda-graph"):  # cuda-graph: the whole step is captured instead (graph_train_step)
         model.encoder.forward = torch.compile(model.encoder.forward, mode=mode, dynamic=True)
 
 
@@ -544,6 +546,24 @@ def train_step(R, net, group: list, record, epoch: int):
 
 # %%
 #| export
+# Plumbing: compile='cuda-graph' — the same step made replayable (mtbert_lib/graphs.py)
+def graph_train_step(R, net, group: list, record, epoch: int):
+    """train_step with the whole step (forwards, backward, AdamW, EMA) captured as one CUDA graph per batch shape and
+    replayed; on the CPU the same graph-ready step runs eagerly. The same batches, learning rates, λ and EMA decay."""
+    if R.graph is None:
+        R.graph = GraphedStep(R) if R.device.type == "cuda" else WholeStep(R)
+    set_lr(R.opt, R.cfg, R.state["step"], R.total_steps)
+    losses = R.graph([(task, R.batch(task, idx)[0]) for task, idx in group], R.state["step"])
+    for i, (task, _) in enumerate(group):
+        record.batch(task, losses[i], R.state["step"])
+    record.step(True, R.state)
+    R.state["step"] += 1
+
+
+STEPS = {"cuda-graph": graph_train_step}  # compile modes with a step of their own; all others: train_step
+
+# %%
+#| export
 def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool = False, progress: bool = True,
           log=print) -> dict:
     R = start_run(cfg, run_dir, resume, log)  # data, model, AdamW, teacher, precision; on resume: last.safetensors' state
@@ -561,7 +581,7 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
         R.model.train()
         for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
             for group in UPDATES[cfg.update].steps(rnd):  # the batches of one optimizer step
-                train_step(R, net, group, record, epoch)
+                STEPS.get(cfg.compile, train_step)(R, net, group, record, epoch)
         record.read(state)  # the epoch's last losses: a non-finite one stops the run before evaluation
         dev, tr = R.evaluate(R.dev_sets), R.evaluate(R.train_eval)  # the teacher, when it is the model kept
         end_epoch(R, epoch, t0, dev, tr, record, log)  # the history entry and the log line
@@ -604,7 +624,7 @@ def validate_config(cfg):
         if t not in TASKS:
             bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
     choices = [("schedule", SCHEDULES), ("update", UPDATES), ("precision", ("auto", "fp32", "bf16", "fp16")),
-               ("compile", ("none", "default", "reduce-overhead", "max-autotune")), ("consistency", ("none", "mse", "kl")),
+               ("compile", ("none", "default", "reduce-overhead", "max-autotune", "cuda-graph")), ("consistency", ("none", "mse", "kl")),
                ("optimizer_impl", ("loop", "foreach", "fused")), ("pooling", POOLINGS), ("sts_head", STS_HEADS)]
     for k, allowed in choices:
         if getattr(cfg, k) not in allowed:
@@ -637,6 +657,9 @@ def validate_config(cfg):
         bad("smart_weight and smart_noise must be ≥ 0, smart_eps and smart_step_size > 0")
     if int(cfg.smart_steps) != cfg.smart_steps or cfg.smart_steps < 1:
         bad(f"smart_steps must be an integer ≥ 1, got {cfg.smart_steps}")
+    if cfg.compile == "cuda-graph" and (cfg.update not in ("per_task", "sum") or cfg.precision == "fp16"
+                                        or cfg.smart_weight > 0 or cfg.optimizer_impl != "fused" or cfg.freeze_encoder):
+        bad("compile='cuda-graph' captures the per_task or sum step in fp32/bf16 with the fused AdamW (no SMART, no fp16)")
     if cfg.smart_weight > 0 and cfg.compile != "none":
         bad("SMART perturbs the embeddings through a forward hook; it needs compile='none'")
     try:
@@ -669,6 +692,7 @@ class Run:
     state: dict
     world: object = distributed.World()  # DDP (notebook 12): this process's rank among the training processes
     log: object = print  # rank 0's log; the other ranks stay quiet
+    graph: object = None  # compile='cuda-graph': the captured step (graph_train_step)
 
     def eval_model(self):
         """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""

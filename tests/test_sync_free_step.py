@@ -170,3 +170,29 @@ def test_dispatches_per_step_at_most_hugging_face_at_its_best(tiny_bert_dir, sma
         theirs = hf_per_step(tiny_bert_dir, R, groups)
     measure(f"aten dispatches per SST training step, tiny BERT fp32: mtbert {ours:.0f}, Hugging Face at its best {theirs:.0f}")
     assert ours <= theirs, (ours, theirs)
+
+
+# ------------------------------------------------------------------------------------------------ deferred checks
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_non_finite_loss_still_stops_the_run_within_read_every_steps(tiny_bert_dir, small_data_dir, tmp_path,
+                                                                       monkeypatch, precision):
+    import math
+    import mtbert_lib.training as training
+    from mtbert_lib.multitask import MultitaskBERT
+    from mtbert_lib.training import NonFiniteLoss, train
+    real, calls, steps = MultitaskBERT.loss, {"n": 0}, []
+
+    def loss(self, task, outputs, labels):
+        calls["n"] += 1
+        value = real(self, task, outputs, labels)
+        return value * math.nan if calls["n"] == 2 else value  # the second batch (step 1)
+
+    real_step = training.train_step
+    monkeypatch.setattr(MultitaskBERT, "loss", loss)
+    monkeypatch.setattr(training, "train_step", lambda *a, **k: steps.append(1) or real_step(*a, **k))
+    cfg = config(tiny_bert_dir, precision=precision, consistency="none", read_every=3, epochs=2)
+    with data_env(small_data_dir), pytest.raises(NonFiniteLoss) as e:
+        train(cfg, tmp_path / "runs", None, progress=False, log=quiet)
+    assert "non-finite loss (nan) at step 1, epoch 0, task quora" in str(e.value)
+    assert len(steps) == 3  # read after the 3rd step: the run stopped within read_every steps of the bad loss
