@@ -67,7 +67,7 @@ from mtbert_lib.mean_teacher import consistency_loss, ema_decay_at, sigmoid_ramp
 from mtbert_lib.model import resolve_checkpoint  # noqa: E402
 from mtbert_lib.multitask import MultitaskBERT, task_loss  # noqa: E402
 from mtbert_lib.tasks import collate, task_metric  # noqa: E402
-from mtbert_lib.training import (EpochRecord, autocast, loss_is_finite, lr_factor, optimizer_step, param_groups,  # noqa: E402
+from mtbert_lib.training import (UPDATES, EpochRecord, autocast, lr_factor, optimizer_step, param_groups,  # noqa: E402
                                  provenance, resolve_precision, set_lr, start_run, step_begin, to_device, train_step)
 
 CATEGORIES = ("forward", "backward", "optimizer", "ema", "consistency", "evaluation", "data", "python")
@@ -170,19 +170,18 @@ def floor_of(work, peak_gflops, bandwidth_gbs):
 
 
 def groups_of(cfg, rounds):
-    return [g for rnd in rounds for g in ([rnd] if cfg.update == "sum" else [[b] for b in rnd])]
+    return [g for rnd in rounds for g in UPDATES[cfg.update].steps(rnd)]
 
 
 def mt_step_timed(R, net, group, record, epoch, T):
-    """mtbert_lib.training.train_step, call for call (per_task / sum updates, no SMART, one process), with laps."""
-    cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
+    """mtbert_lib.training.train_step, call for call (per_task / sum updates, no extra loss terms, one process), with
+    laps (on a GPU each lap waits for the device: the timed replica syncs, the library's step does not)."""
+    cfg, model, teacher, state = R.cfg, R.model, R.teacher, R.state
     R.opt.zero_grad(set_to_none=True)
     T.lap("optimizer")
     step_begin(cfg.compile)
     for i, (task, idx) in enumerate(group):
-        idx, factor = R.world.shard(idx)
-        T.skip()
-        batch = to_device(collate(R.train_sets[task], idx, R.tok), R.device)
+        batch, factor = R.batch(task, idx)
         T.lap("data")
         with autocast(R.device, R.precision), distributed.no_sync(net, i == len(group) - 1):
             out = net(task, batch)
@@ -192,20 +191,18 @@ def mt_step_timed(R, net, group, record, epoch, T):
                 loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
                 T.lap("consistency")
         loss, seen = R.world.weigh(loss, factor)
-        finite = loss_is_finite(seen, scaler, state["step"], epoch, task)
-        T.skip()
-        scaler.scale(loss).backward()
+        R.scaler.scale(loss).backward()
         T.lap("backward")
-        record.batch(task, seen, finite)
+        record.batch(task, seen, state["step"])
         T.skip()
     set_lr(R.opt, cfg, state["step"], R.total_steps)
-    stepped = optimizer_step(R.opt, scaler)
+    stepped = optimizer_step(R.opt, R.scaler)
     T.lap("optimizer")
+    record.step(stepped, state)
     state["step"] += 1
-    record.step(stepped, state, scaler, epoch)
     T.skip()
-    if teacher is not None and stepped:
-        teacher.update(model, state["step"])
+    if teacher is not None:
+        teacher.update(model, state["step"], stepped)
         T.lap("ema")
 
 
@@ -230,7 +227,7 @@ class MtbertSide:
         R, cfg, epoch = self.R, self.R.cfg, 0
         self.reset()
         torch.manual_seed(cfg.seed * 100_003 + epoch + 1)  # train()'s dropout seed for epoch 1
-        record, T = EpochRecord(cfg.tasks), Laps(R.device, on=timed)
+        record, T = EpochRecord(cfg.tasks, 0, R.scaler, cfg.read_every), Laps(R.device, on=timed)
         R.model.train()
         T.start()
         for group in groups_of(cfg, rounds):
@@ -238,6 +235,7 @@ class MtbertSide:
                 mt_step_timed(R, self.net, group, record, epoch, T)
             else:
                 train_step(R, self.net, group, record, epoch)  # the library's own step
+        record.read(R.state)  # as train() does at the end of an epoch
         T.skip()
         dev = R.evaluate(R.dev_sets) if evaluate else {}
         T.lap("evaluation")

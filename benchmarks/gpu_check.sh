@@ -6,6 +6,15 @@
 #   3. bench_speed.py        mtbert vs HF on CUDA, identical batches and end to end, HF at its best (--hf-best)
 #   4. MLM pretraining       mtbert pretrain-mlm, 300 steps on the GPU in the card's precision (notebook 11)
 #   5. bert-base steps       random bert-base-sized model, N training steps at batch 8, eager vs CUDA graphs
+# Issue 21 (part 3) adds, and runs by default (the older parts bench, mlm and timing are left out by default to stay
+# under 10 minutes: GPU_CHECK_SKIP="" runs them too):
+#   6. graph-recipe          the best recipe's MiniLM epoch again with compile=cuda-graph (the whole step replayed)
+#   7. steps                 benchmarks/gpu_step_check.py: host syncs per step (set_sync_debug_mode), the graph's
+#                            losses against eager's, ms/step of eager / reduce-overhead / cuda-graph against HF at
+#                            its best and HF compiled, random MiniLM- and bert-base-sized models at batch 8 and 32
+#   8. cudnn                 the cuDNN-plan hypothesis: bf16 eval forwards over 40 new shapes, with and without
+#                            TORCH_CUDNN_SDPA_DEPRIORITIZED=1
+# Part 1 includes the two resume tests (fp32/bf16 and fp16: resumed equals uninterrupted on the GPU).
 # Each part runs under `timeout` and a failing part does not stop the next. Everything is logged under $OUT
 # (default ./gpu-out; at most 8 files, as the device tool brings back) and a summary is printed last.
 #
@@ -40,6 +49,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 SETUP="$OUT/setup.log"
 : >"$SETUP"
 T_START=$(date +%s)
+GPU_CHECK_SKIP="${GPU_CHECK_SKIP-bench mlm timing}"
 declare -A STATUS DURATION
 
 say() { echo "[gpu_check $(($(date +%s) - T_START))s] $*" | tee -a "$SETUP"; }
@@ -173,10 +183,17 @@ if [ "$DRY" = 1 ]; then
     skip bench "no task files"; skip recipe "no task files"; skip timing "no task files"
   fi
 else
-  part pytest 170 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu -p no:randomly -rs -q tests/test_gpu.py
+  part pytest 140 "$OUT/pytest_gpu.log" "$PY" -m pytest -m gpu -p no:randomly -rs -q tests/test_gpu.py
   if [ "$DATA" = 1 ]; then
-    # 2026-11-26, H100: one epoch took longer than 120 s (host-bound steps), hence 200 s
-    part recipe 200 "$OUT/recipe.log" "${CLI[@]}" train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 \
+    # 2026-11-26, H100: one epoch took longer than 120 s (host-bound steps, before issue 21's sync-free step)
+    part graph-recipe 120 "$OUT/graph_recipe.log" "${CLI[@]}" train --experiment rr-balanced-specialized-mt --seed 0 \
+      --epochs 1 --model "$MODEL" --no-progress --run-dir "$WORK/graph-runs" --results-dir "$WORK/graph-results" \
+      --set compile=cuda-graph
+    part steps 170 "$OUT/gpu_step_check.log" "$PY" benchmarks/gpu_step_check.py --model "$MODEL" \
+      ${VOCAB:+--vocab "$VOCAB"} --steps 40 --warmup 10 --json "$OUT/gpu_step_check.json"
+    part cudnn 40 "$OUT/cudnn.log" bash -c "'$PY' benchmarks/gpu_step_check.py --cudnn-probe && \
+      TORCH_CUDNN_SDPA_DEPRIORITIZED=1 '$PY' benchmarks/gpu_step_check.py --cudnn-probe"
+    part recipe 100 "$OUT/recipe.log" "${CLI[@]}" train --experiment rr-balanced-specialized-mt --seed 0 --epochs 1 \
       --model "$MODEL" --no-progress --run-dir "$WORK/runs" --results-dir "$WORK/results"
     # 2026-11-26, H100: all three tasks took longer than 70 s; SST alone fits
     part bench 60 "$OUT/bench_speed.log" "$PY" benchmarks/bench_speed.py --device cuda --hf-best --model "$MODEL" \
@@ -196,7 +213,7 @@ cp "$WORK"/results/*.json "$OUT/recipe_result.json" 2>/dev/null || true
 import json, re, sys
 from pathlib import Path
 out, work = Path(sys.argv[1]), Path(sys.argv[2])
-status = {$(for k in pytest recipe bench mlm timing; do printf '"%s": ("%s", %s), ' "$k" "${STATUS[$k]:-not run}" "${DURATION[$k]:-0}"; done)}
+status = {$(for k in pytest graph-recipe steps cudnn recipe bench mlm timing; do printf '"%s": ("%s", %s), ' "$k" "${STATUS[$k]:-not run}" "${DURATION[$k]:-0}"; done)}
 print("GPU CHECK SUMMARY  mode: $([ "$DRY" = 1 ] && echo 'DRY (CPU smoke run)' || echo GPU)  total $(( $(date +%s) - T_START ))s  model: $MODEL$MODEL_NOTE")
 for line in (out / "setup.log").read_text().splitlines():
     if line.startswith(("python ", "device ")):
@@ -233,6 +250,25 @@ for mj in sorted((work / "mlm-results").glob("*.json")):
     r = json.loads(mj.read_text())
     print(f"  mlm {r.get('steps')} steps in {r.get('wall_s')} s ({r.get('device')}, {r.get('precision')}): masked-token "
           f"accuracy {r.get('accuracy_before', 0):.3f} -> {r.get('accuracy_after', 0):.3f}")
+gr = sorted((work / "graph-results").glob("*.json"))
+if gr:
+    r = json.loads(gr[0].read_text())
+    e = r["epochs"][-1]
+    print(f"  graph-recipe (compile=cuda-graph): {e['step']} steps, wall {r['wall_s']} s; dev " +
+          ", ".join(f"{k} {v:.3f}" for k, v in e["dev"].items()))
+sc = out / "gpu_step_check.json"
+if sc.exists():
+    r = json.loads(sc.read_text())
+    b = r["best_recipe"]
+    print(f"  steps: syncs/step {b['syncs_per_step']}, ms/step {b['ms_per_step']}, graph vs eager losses max rel diff "
+          f"{b['loss_max_rel_diff']:.2e} (within 2e-2: {b['losses_within_tolerance']}); goals: {r['goals']}")
+    for row in r["per_step_ms"]:
+        print("    " + ", ".join(f"{k} {v}" for k, v in row.items()))
+cl = out / "cudnn.log"
+if cl.exists():
+    for l in cl.read_text().splitlines():
+        if l.startswith("cudnn probe"):
+            print("  " + l)
 tj = work / "timing.json"
 if tj.exists():
     r = json.loads(tj.read_text())

@@ -21,7 +21,7 @@ import torch
 def encode_sentences(model, tok, texts, max_length=128, batch_size=64, bf16=False):
     """Mean-pooled, fp32 sentence vectors (N, H), computed in length-sorted batches."""
     from mtbert_lib.model import mean_pool
-    from mtbert_lib.training import autocast
+    from mtbert_lib.precision import autocast
     enc = tok.encode(texts, max_length=max_length)
     order = np.argsort([len(e[0]) for e in enc], kind="stable")
     out = torch.zeros(len(texts), model.config.hidden_size)
@@ -54,7 +54,8 @@ def compute_baselines(model_name="minilm", bf16=None, log=print) -> dict:
     from mtbert_lib.data import load_task, data_edition
     from mtbert_lib.model import BertModel
     from mtbert_lib.tokenizer import load_tokenizer
-    from mtbert_lib.training import provenance, TrainConfig, use_bf16
+    from mtbert_lib.precision import use_bf16
+    from mtbert_lib.training import provenance, TrainConfig
     t0 = time.time()
     bf16 = use_bf16("auto", "cpu") if bf16 is None else bf16
     tok, model = load_tokenizer(model_name), BertModel.from_pretrained(model_name).eval()

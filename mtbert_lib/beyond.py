@@ -19,8 +19,11 @@ import torch.nn.functional as F
 
 from .data import load_task
 from .model import BertModel, _LAYER_MAP, read_checkpoint_weights, resolve_checkpoint
+from .mean_teacher import consistency_loss
 from .optim import AdamW
+from .precision import autocast, grad_scaler, resolve_precision
 from .tokenizer import load_tokenizer
+from .training import LOSS_TERMS, UPDATES, UpdateMode  # the loop's tables: PCGrad and SMART join them
 
 # %% ../notebooks/11_beyond.ipynb #c009
 def mask_tokens(input_ids, special_ids, vocab_size: int, mask_id: int, rate: float = 0.15, generator=None):
@@ -148,7 +151,6 @@ def _batches(encoded, batch_size, rng):
 def masked_accuracy(model, tok, encoded, batch_size: int = 64, seed: int = 1234, precision: str = "fp32") -> float:
     """Share of masked targets whose original token is the top prediction (the same masks for a given seed;
     masks are drawn on the CPU, so the model's device does not change them)."""
-    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
     was, g, correct, total = model.training, torch.Generator().manual_seed(seed), 0, 0
     device = next(model.parameters()).device
     model.eval()
@@ -180,7 +182,6 @@ def _mlm_data(tok, max_length: int, heldout: int, limit, rng):
 # %% ../notebooks/11_beyond.ipynb #c020
 def mlm_step(net, opt, scaler, b, inputs, labels, device, precision: str, lr: float) -> float:
     """One optimizer step at rate `lr` on a masked batch, in `precision` on `device` (fp16: through the gradient scaler)."""
-    from mtbert_lib.training import autocast  # here, not at the top: training imports this module
     for group in opt.param_groups:
         group["lr"] = lr
     with autocast(device, precision):
@@ -198,7 +199,6 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
                  limit: int | None = None, seed: int = 0, device=None, precision: str = "fp32", log=print) -> dict:
     """Further MLM pretraining on the training sentences; saves the checkpoint folder `out` (if given). `device`: None =
     the GPU if any; `precision`: fp32 (default), bf16, fp16 (gradient scaler) or auto (the training's rule)."""
-    from mtbert_lib.training import resolve_precision  # here, not at the top: training imports this module
     _check_mlm_args(steps, batch_size, lr, heldout)
     torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -209,7 +209,7 @@ def pretrain_mlm(model: str = "minilm", out=None, steps: int = 1000, max_seconds
     log(f"{len(train_enc):,} training sentences, {len(held)} held out; masked-token accuracy before: {before:.3f} "
         f"({device.type}, {precision})")
     opt, g, losses, t0 = AdamW(net.parameters(), lr=lr, weight_decay=0.01), torch.Generator().manual_seed(seed), [], time.time()
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    scaler = grad_scaler(precision, device)  # fp16: loss scaling; otherwise a pass-through
     net.train()
     while len(losses) < steps and (max_seconds is None or time.time() - t0 < max_seconds):
         done = len(losses)
@@ -270,26 +270,27 @@ def pcgrad_weights(D: torch.Tensor, rng: random.Random) -> torch.Tensor:
     """`pcgrad` done on the Gram matrix D (D_ij = g_i·g_j) instead of the vectors. Every projection subtracts a
     multiple of some g_j, so each projected gradient is a combination Σ_j c_ij g_j, and every inner product it needs is
     c·D[:, j]. Returns w with w_j = Σ_i c_ij: the combined gradient is Σ_j w_j g_j. Same projections, same random
-    task orders (the same calls on `rng`) as `pcgrad`; only the rounding differs."""
+    task orders (the same calls on `rng`) as `pcgrad`; only the rounding differs. Computed where D is (a GPU too): the
+    test "d < 0" picks a value instead of a branch, so the host never waits to read d."""
     D, n = D.double(), D.shape[0]
-    w = torch.zeros(n, dtype=torch.float64)
+    w = torch.zeros(n, dtype=torch.float64, device=D.device)
     for i in range(n):
-        c = torch.zeros(n, dtype=torch.float64)
+        c = torch.zeros(n, dtype=torch.float64, device=D.device)
         c[i] = 1.0
         order = list(range(n))
         rng.shuffle(order)
         for j in order:
             if j != i:
                 d = c @ D[:, j]  # g·g_j, for the current (projected) g
-                if d < 0:
-                    c[j] -= d / D[j, j]
+                c[j] -= torch.where(d < 0, d / D[j, j], 0.0)  # project g off g_j when they conflict
         w += c
     return w
 
 # %% ../notebooks/11_beyond.ipynb #c033
 # Plumbing: the PCGrad step of the training loop, on the tasks' Gram matrix
-def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
-    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs.
+def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> torch.Tensor:
+    """Write the PCGrad combination of the tasks' gradients into the parameters; returns the share of conflicting pairs
+    (a 0-d tensor on the gradients' device: nothing here is read back to the host).
     Plumbing for speed: the tasks' Gram matrix is summed parameter by parameter and the projections run on it
     (`pcgrad_weights`), so the gradients are never concatenated — three passes over them instead of about twenty
     (a 2-epoch `pcgrad` run of MiniLM, AMD EPYC, 2 threads: 1,078 s concatenating (seed 1), 341 s this way (seed 2);
@@ -302,20 +303,22 @@ def pcgrad_step(model, task_grads: list, seed=(0, 0)) -> float:
         dots = [torch.dot(a.reshape(-1), b.reshape(-1)) for a, b in zip(task_grads[i], task_grads[j])
                 if a is not None and b is not None]
         sums.append(torch.stack(dots).double().sum() if dots else zero)
-    D = torch.zeros(n, n, dtype=torch.float64)
-    for (i, j), v in zip(upper, torch.stack(sums).tolist()):  # one transfer from a GPU, not one per dot
-        D[i, j] = D[j, i] = v
-    conflicts, pairs = int((D.triu(1) < 0).sum()), n * (n - 1) // 2
+    rows, cols = torch.tensor(upper, device=zero.device).T
+    D = torch.zeros(n, n, dtype=torch.float64, device=zero.device)
+    D[rows, cols] = D[cols, rows] = torch.stack(sums)  # symmetric, on the gradients' device
+    pairs = n * (n - 1) // 2
+    share = (D.triu(1) < 0).sum().double() / pairs if pairs else zero
     s = seed if isinstance(seed, int) else seed[0] * 1_000_003 + seed[1]
-    w = pcgrad_weights(D, random.Random(s)).tolist()
+    w = pcgrad_weights(D, random.Random(s))
+    w32 = w.float()  # the weights as the fp32 gradients' multipliers (what add_(alpha=w_i) would round them to)
     for k, p in enumerate(params):
-        parts = [(w[i], task_grads[i][k]) for i in range(n) if task_grads[i][k] is not None]
+        parts = [(i, task_grads[i][k]) for i in range(n) if task_grads[i][k] is not None]
         if parts:
-            grad = parts[0][1].mul_(parts[0][0])  # in place: take_grads handed these tensors over
-            for wi, g in parts[1:]:
-                grad.add_(g, alpha=wi)
+            grad = parts[0][1].mul_(w[parts[0][0]])  # in place: take_grads handed these tensors over
+            for i, g in parts[1:]:
+                grad.addcmul_(g, w32[i])  # grad += w_i · g
             p.grad = grad.to(p.dtype)
-    return conflicts / pairs if pairs else 0.0
+    return share
 
 # %% ../notebooks/11_beyond.ipynb #c037
 class _Perturb:
@@ -333,7 +336,6 @@ class _Perturb:
 
 def smart_loss(model, task: str, batch: dict, clean_out, cfg) -> torch.Tensor:
     """ℓ_s(f(e+δ), f(e)) after cfg.smart_steps ascent steps on δ (‖δ‖∞ ≤ cfg.smart_eps); f(e) = clean_out, detached."""
-    from mtbert_lib.mean_teacher import consistency_loss
     target = clean_out.detach().float()
     div = lambda out: consistency_loss(task, out.float(), target, "kl", getattr(model, "sts_head", "regression"))
     perturb = _Perturb(cfg.smart_noise)
@@ -349,3 +351,21 @@ def smart_loss(model, task: str, batch: dict, clean_out, cfg) -> torch.Tensor:
         return div(model(task, batch))
     finally:
         hook.remove()
+
+# %% ../notebooks/11_beyond.ipynb #c039
+# Plumbing: PCGrad and SMART as rows of the training loop's tables (notebook 07, section 6)
+def _set_task_grad_aside(R, scratch):
+    scratch.setdefault("task_grads", []).append(take_grads(R.model))  # each task's gradient, kept apart
+
+
+def _pcgrad_combine(R, scratch, record):
+    """Gradient surgery: the projected sum of the set-aside gradients becomes the gradient."""
+    record.conflicts.append(pcgrad_step(R.model, scratch["task_grads"], seed=(R.cfg.seed, R.state["step"])))
+
+
+def _smart_term(R, task, batch, out):
+    return R.cfg.smart_weight * smart_loss(R.model, task, batch, out.float(), R.cfg)
+
+
+UPDATES["pcgrad"] = UpdateMode(per_batch=False, after_backward=_set_task_grad_aside, before_step=_pcgrad_combine)
+LOSS_TERMS["smart"] = (lambda cfg: cfg.smart_weight > 0, _smart_term)

@@ -108,7 +108,8 @@ def cmd_pretrain_mlm(a):
         import json
         from types import SimpleNamespace
         from mtbert_lib.training import provenance
-        r["provenance"] = provenance(SimpleNamespace(model=a.model, seed=a.seed, precision="fp32"), "cpu")
+        # the device and precision the run resolved and used (pretrain_mlm's record), not the defaults
+        r["provenance"] = provenance(SimpleNamespace(model=a.model, seed=a.seed), r["device"], r["precision"])
         out = Path(a.results_dir) / f"mlm-pretraining-{Path(a.out).name}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(r, indent=1))

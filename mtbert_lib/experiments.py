@@ -13,6 +13,7 @@ schedule, pair encoding, the regression STS head, epochs — comes from the reci
 from dataclasses import replace
 
 from mtbert_lib.training import TrainConfig
+import mtbert_lib.beyond  # noqa: F401,E402  notebook 11 adds its rows to the loop's tables (update 'pcgrad', SMART)
 
 # Mean Teacher. The paper says only "symmetric KL" (and MSE in Fig. 5): no decay, no λ, no ramp-up. _MT is the
 # setting of the runs before issue 20 (our choice, not the paper's): λ = 1 from the first step, EMA decay 0.999 with

@@ -260,9 +260,9 @@ class BertTokenizer:
         batch = list(zip(texts, pairs)) if pairs is not None else list(texts)
         return [(e.ids, e.type_ids) for e in self.tokenizer.encode_batch(batch)]
 
-    def pad(self, encoded) -> dict:
-        """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
-        return pad_batch(encoded, self.pad_id)
+    def pad(self, encoded, multiple: int = 1) -> dict:
+        """Pad a list of (ids, token_type_ids) to the longest (rounded up to a multiple): dict of (B, T) LongTensors."""
+        return pad_batch(encoded, self.pad_id, multiple)
 
     def __call__(self, texts, pairs=None, max_length: int = 128) -> dict:
         if isinstance(texts, str):
@@ -273,9 +273,10 @@ class BertTokenizer:
         return [self.tokenizer.id_to_token(int(i)) for i in ids]
 
 # %% ../notebooks/03_bert.ipynb #c029
-def pad_batch(encoded, pad_id: int) -> dict:
-    """Pad a list of (ids, token_type_ids) to the longest: dict of (B, T) LongTensors."""
-    T = max(len(ids) for ids, _ in encoded)
+def pad_batch(encoded, pad_id: int, multiple: int = 1) -> dict:
+    """Pad a list of (ids, token_type_ids) to the longest, rounded up to a multiple of `multiple` (a few batch shapes
+    instead of one per length: static shapes for CUDA graphs): dict of (B, T) LongTensors."""
+    T = -(-max(len(ids) for ids, _ in encoded) // multiple) * multiple
     input_ids = torch.full((len(encoded), T), pad_id, dtype=torch.long)
     token_type_ids = torch.zeros((len(encoded), T), dtype=torch.long)
     attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)

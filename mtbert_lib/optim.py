@@ -83,8 +83,7 @@ def _foreach_update(opt, group, params):
         grads = torch._foreach_neg(grads)
     states = [opt.state[p] for p in params]
     ms, vs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-    for s in states:
-        s["step"] += 1
+    torch._foreach_add_([s["step"] for s in states], 1)  # one multi-tensor add for all the step counts
     steps = [s["step"].item() for s in states]  # per parameter: one may have started receiving gradients later
     torch._foreach_mul_(params, 1 - lr * wd)
     torch._foreach_lerp_(ms, grads, 1 - beta1)
@@ -102,16 +101,26 @@ def _foreach_update(opt, group, params):
 # %% ../notebooks/04_adamw.ipynb #c026
 # Plumbing: the fused fast path of AdamW.step
 def _fused_update(opt, group, params):
-    """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation."""
+    """The same update in PyTorch's fused kernel: one pass over memory instead of one per operation. Under fp16 the
+    gradient scaler hands the optimizer its scale and inf flag (`opt.grad_scale`, `opt.found_inf`, see below): the
+    kernel unscales the gradients and skips the step on inf/NaN by itself, so nothing is read back to the host."""
     states = [opt.state[p] for p in params]
     for p, s in zip(params, states):
         if s["step"].device != p.device:  # the CUDA kernel wants its step counts on the GPU (fresh or resumed state)
             s["step"] = s["step"].to(p.device)
-        s["step"] += 1  # the kernel reads the already-incremented step, as torch.optim.AdamW does
+    steps = [s["step"] for s in states]
+    torch._foreach_add_(steps, 1)  # the kernel reads the already-incremented step, as torch.optim.AdamW does
     beta1, beta2 = group["betas"]
+    found_inf = getattr(opt, "found_inf", None)
     torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
                         [s["exp_avg_sq"] for s in states],
                         [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
-                        [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2,
+                        steps, lr=group["lr"], beta1=beta1, beta2=beta2,
                         weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=group["amsgrad"],
-                        maximize=group["maximize"], grad_scale=None, found_inf=None)
+                        maximize=group["maximize"], grad_scale=getattr(opt, "grad_scale", None), found_inf=found_inf)
+    if found_inf is not None:  # a skipped step is not counted (found_inf is 1.0 then, else 0.0)
+        torch._foreach_sub_(steps, [found_inf] * len(steps))
+
+
+# GradScaler asks an optimizer whether its step unscales and skips by itself; ours does when every group is fused.
+AdamW._step_supports_amp_scaling = property(lambda opt: all(g.get("fused") for g in opt.param_groups))

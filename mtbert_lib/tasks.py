@@ -76,13 +76,14 @@ def encode_split(task: str, split: str, tokenizer, max_length: int = 128, limit:
                         tokenizer.encode(a, max_length=max_length), tokenizer.encode(b, max_length=max_length))
 
 # %% ../notebooks/05_sentiment.ipynb #c011
-def collate(split: EncodedSplit, idx, tokenizer) -> dict:
-    """The padded tensors of examples `idx`: {'single'|'joint','first','second': {input_ids, ...}, 'labels'}."""
+def collate(split: EncodedSplit, idx, tokenizer, names=("single", "joint", "first", "second"), multiple: int = 1) -> dict:
+    """The padded tensors of examples `idx`: {'single'|'joint','first','second': {input_ids, ...}, 'labels'}.
+    `names`: only these encodings (a model reads one or two of them); `multiple`: lengths padded up to a multiple."""
     out = {}
-    for name in ("single", "joint", "first", "second"):
+    for name in names:
         enc = getattr(split, name)
         if enc is not None:
-            out[name] = tokenizer.pad([enc[i] for i in idx])
+            out[name] = tokenizer.pad([enc[i] for i in idx], multiple)
     if split.labels is not None:
         out["labels"] = split.labels[list(idx)]
     return out

@@ -54,11 +54,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mtbert_lib import beyond, distributed  # notebook 11 (PCGrad, SMART) and 12 (DDP): off unless a config asks
+from mtbert_lib import distributed  # notebook 12 (DDP): a world of one unless torchrun starts several processes
 from mtbert_lib.data import data_edition
 from mtbert_lib.model import BertModel, BertConfig, CheckpointError
 from mtbert_lib.multitask import POOLINGS, STS_HEADS, MultitaskBERT, pair_encodings
+from mtbert_lib.graphs import GraphedStep, WholeStep  # compile='cuda-graph' (plumbing, section 7)
 from mtbert_lib.optim import AdamW
+from mtbert_lib.precision import (AUTOCAST_DTYPES, auto_precision, autocast, cpu_has_native_bf16, grad_scaler,
+                                  native_bf16, optimizer_step, resolve_precision, use_bf16)  # section 4
 from mtbert_lib.tasks import (TASKS, encode_split, collate, make_batches, task_metric, paper_average, leaderboard_score,
                               write_predictions)
 from mtbert_lib.tokenizer import load_tokenizer
@@ -236,7 +239,12 @@ class TrainConfig(MethodConfig):
     device: str | None = None  # default: cuda if available, else cpu
     precision: str = "auto"  # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling) | auto: see resolve_precision
     compile: str = "none"  # torch.compile the student's encoder: none | default | reduce-overhead (CUDA graphs) | max-autotune
+    #                        | cuda-graph: the whole step (both forwards, backward, AdamW, EMA) one CUDA graph per shape
     eval_student_too: bool = False  # with a Mean Teacher kept as the model: also score the student (dev_student)
+    pad_multiple: int | None = None  # training batches padded to a multiple of this length (static shapes for CUDA
+    #                                  graphs); None: 16 on CUDA, 1 on the CPU, where padding costs compute (measured:
+    #                                  benchmarks/bench_padding.py)
+    read_every: int = 50  # the step's losses stay on the device and are read every this many steps (and at epoch end)
 
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
@@ -267,7 +275,7 @@ def predict_split(model, split, tokenizer, batch_size: int = 64, device="cpu", p
     model.eval()
     preds = np.zeros(len(split))
     for b in distributed.mine(make_batches(split.lengths(), batch_size, bucket=-1)):  # DDP: every N-th batch (alone: all)
-        batch = to_device(collate(split, b, tokenizer), device)
+        batch = to_device(collate(split, b, tokenizer, names=encodings_read(model, split.task)), device)
         with autocast(device, precision):
             preds[b] = model.predict(split.task, model(split.task, batch)).float().cpu().numpy()
     model.train(was_training)
@@ -281,7 +289,22 @@ def evaluate(model, splits: dict, tokenizer, batch_size: int = 64, device="cpu",
 
 
 def to_device(batch, device):
-    return {k: (to_device(v, device) if isinstance(v, dict) else v.to(device)) for k, v in batch.items()}
+    """The batch's tensors on `device`. To a GPU from pinned host memory without waiting (non_blocking): the copy
+    overlaps the previous step's work and the host goes on queueing this one. On the CPU: the tensors as they are."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return batch
+    pin = device.type == "cuda"
+    return {k: (to_device(v, device) if isinstance(v, dict) else (v.pin_memory() if pin else v).to(device, non_blocking=pin))
+            for k, v in batch.items()}
+
+
+def encodings_read(model, task: str) -> tuple:
+    """The encodings `model(task, batch)` reads: a sentence task its one sentence; a pair task the joint encoding or
+    the two sentences apart, as the model encodes that task's pairs (collate builds only these)."""
+    if not TASKS[task].pair:
+        return ("single",)
+    return ("joint",) if getattr(model, "pair_enc", {}).get(task) == "joint" else ("first", "second")
 
 # %% [markdown]
 # ## 4. Precision by card
@@ -301,89 +324,38 @@ def to_device(batch, device):
 # * **fp32** everywhere else (a CPU without native bf16, where bf16 would be emulated and slower).
 #
 # `precision="bf16"`, `"fp16"` or `"fp32"` forces a format; each result records the one used in its provenance.
+#
+# This rule, and the autocast, loss scaling and optimizer step that go with it, live in a module of their own,
+# `mtbert_lib/precision.py` (hand-written, like `experiments.py`): the loop here and notebook 11's MLM pretraining
+# both use it, and it imports neither of them. A run resolves its precision once, in `start_run`, and records what
+# it resolved. Here is the rule:
 
 # %%
-#| export
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX among the CPU's flags (Linux: /proc/cpuinfo)."""
-    try:
-        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def auto_precision(device_type: str, cuda_capability: tuple | None = None, cpu_bf16: bool = False) -> str:
-    """The rule behind precision='auto', from plain facts: 'bf16' | 'fp16' | 'fp32'."""
-    if device_type == "cuda":
-        return "bf16" if tuple(cuda_capability) >= (8, 0) else "fp16"
-    return "bf16" if device_type == "cpu" and cpu_bf16 else "fp32"
-
-
-def resolve_precision(precision: str, device) -> str:
-    """What a run computes in ('fp32' | 'bf16' | 'fp16'): `precision` itself, or for 'auto' the rule above applied
-    to this device (a CUDA card's compute capability; a CPU's flags)."""
-    if precision != "auto":
-        return precision
-    device = torch.device(device)
-    if device.type == "cuda":
-        return auto_precision("cuda", torch.cuda.get_device_capability(device))
-    return auto_precision(device.type, cpu_bf16=device.type == "cpu" and cpu_has_native_bf16())
-
-
-def native_bf16(device) -> bool:
-    """Does this device multiply bf16 matrices natively? (CUDA: compute capability ≥ 8.0; CPU: AVX512-BF16 or AMX.)"""
-    return resolve_precision("auto", device) == "bf16"
-
-
-def use_bf16(precision: str, device) -> bool:
-    return resolve_precision(precision, device) == "bf16"
+import inspect
+from mtbert_lib.precision import (AUTOCAST_DTYPES, auto_precision, autocast, cpu_has_native_bf16, grad_scaler,
+                                  native_bf16, optimizer_step, resolve_precision, use_bf16)
+print(inspect.getsource(auto_precision))
+print(inspect.getsource(resolve_precision))
 
 # %% [markdown]
 # Two speed switches change no result beyond rounding: `precision` (above) and `compile`, which hands the encoder to
 # `torch.compile` (on a GPU, `reduce-overhead` adds CUDA graphs, which pays for the paper's small batches). What the
-# loop calls for them: `autocast` around the forward pass and the loss, `grad_scaler` (a real one only under fp16),
-# `optimizer_step` (through the scaler, which may skip a step) and the two helpers of `torch.compile`. Nothing in
-# them is specific to BERT: plumbing. So is the cell after it, a CPU saving that changes no number at all: glibc's
+# loop calls for them: from `mtbert_lib.precision`, `autocast` around the forward pass and the loss, `grad_scaler`
+# (a real one only under fp16) and `optimizer_step` (through the scaler, which may skip a step); here, the two
+# helpers of `torch.compile`. Nothing in them is specific to BERT: plumbing. So is the cell after it, a CPU saving that changes no number at all: glibc's
 # allocator keeps freed memory instead of returning it to the kernel and faulting it in again at every step
 # (README, Speed).
 
 # %%
 #| export
-# Plumbing: precision and compile switches (autocast, fp16 loss scaling and skipped steps, torch.compile)
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Plumbing: the compile switch (torch.compile) and the fp16 divergence rule of the loop
 MAX_SKIPPED_STEPS_IN_A_ROW = 25  # fp16: this many overflowing steps in a row (the scale shrunk 2**25-fold) = diverged
-
-
-def autocast(device, precision="fp32"):
-    """Autocast to bf16 or fp16 (matmuls in 16 bits; weights, optimizer and EMA stay fp32), or a no-op for fp32.
-    `precision` is a resolved name ('fp32' | 'bf16' | 'fp16'); True / False still mean bf16 / fp32."""
-    precision = {True: "bf16", False: "fp32"}.get(precision, precision)
-    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(precision, torch.bfloat16),
-                          enabled=precision in AUTOCAST_DTYPES)
-
-
-def grad_scaler(precision: str, device):
-    """Loss scaling for fp16; a disabled scaler (scale(loss) is loss, step is a plain step) for fp32 and bf16."""
-    return torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
-
-
-def optimizer_step(opt, scaler) -> bool:
-    """One optimizer step through the scaler. False when the scaler skipped it (fp16 gradients with inf or NaN:
-    the weights and the optimizer state are left alone and the loss scale is halved)."""
-    if not scaler.is_enabled():
-        opt.step()
-        return True
-    before = scaler.get_scale()
-    scaler.step(opt)  # unscales the gradients, then steps unless one of them is inf or NaN
-    scaler.update()  # halves the scale after a skipped step, doubles it after growth_interval clean ones
-    return scaler.get_scale() >= before
 
 
 def compile_encoder(model, mode: str):
     """torch.compile the student's encoder forward in place (parameter names and checkpoints stay the same).
     'reduce-overhead' adds CUDA graphs: one replay per step instead of hundreds of kernel launches."""
-    if mode != "none":
+    if mode not in ("none", "cuda-graph"):  # cuda-graph: the whole step is captured instead (graph_train_step)
         model.encoder.forward = torch.compile(model.encoder.forward, mode=mode, dynamic=True)
 
 
@@ -429,7 +401,8 @@ print(f"this machine ({here}): {resolve_precision('auto', here)}")
 # %%
 #| export
 # Plumbing: provenance (git revision, hardware, precision, versions)
-def provenance(cfg, device) -> dict:
+def provenance(cfg, device, precision: str | None = None) -> dict:
+    """Where and how a run ran. `precision`: the one the run resolved (start_run); None: cfg.precision resolved here."""
     def git(*args):
         try:
             return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
@@ -441,7 +414,7 @@ def provenance(cfg, device) -> dict:
     cuda = torch.device(device).type == "cuda"
     hardware = (f"{torch.cuda.get_device_name(device)}, compute capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
                 if cuda else f"{cpu}, {torch.get_num_threads()} threads")
-    precision = resolve_precision(cfg.precision, device)
+    precision = precision or resolve_precision(cfg.precision, device)
     dirty = (git("status", "--porcelain", "--untracked-files=no") or "").splitlines()
     diff = git("diff", "HEAD", "--", ".")  # the uncommitted change of the library (mtbert_lib/) a run computes with
     return {"git_revision": git("rev-parse", "--short", "HEAD"), "git_dirty": bool(dirty),
@@ -505,6 +478,30 @@ def build_model(cfg, encoder_config: dict | None = None):
     return MultitaskBERT(enc, cfg.pooling, cfg.pair_encoding, cfg.sts_head, cfg.dropout, cfg.freeze_encoder)
 
 # %% [markdown]
+# The loop names no technique of a later notebook. What differs between the update modes — how a round's batches
+# become optimizer steps, and what happens to the gradients between the backward passes and the step — is a row of
+# the table `UPDATES`, as each schedule is a row of `SCHEDULES`: notebook 11 adds gradient surgery (PCGrad) as a row
+# of its own. Extra terms of the loss are rows of `LOSS_TERMS`, each on when its config says so (notebook 11: SMART).
+
+# %%
+#| export
+@dataclass(frozen=True)
+class UpdateMode:
+    """How the batches of a round become optimizer steps, and what happens to their gradients before each step."""
+    per_batch: bool  # True: one step after each task's batch; False: one step per round, on all its gradients
+    after_backward: object = None  # (R, scratch) after each batch's backward: e.g. set the task's gradient aside
+    before_step: object = None  # (R, scratch, record) before the optimizer step: e.g. combine the set-aside gradients
+
+    def steps(self, rnd: list) -> list:
+        """The round's groups of batches, one group per optimizer step."""
+        return [[b] for b in rnd] if self.per_batch else [rnd]
+
+
+UPDATES = {"per_task": UpdateMode(per_batch=True),  # one step after each task's batch (Table 1, rows 7-8)
+           "sum": UpdateMode(per_batch=False)}  # the round's losses summed, one step per round (row 6)
+LOSS_TERMS = {}  # name: (on(cfg) -> bool, term(R, task, batch, out) -> a loss added to the task's)
+
+# %% [markdown]
 # And here is the loop, in two cells: one optimizer step, then the epochs around it. `start_run` (section 7,
 # plumbing: read it later) builds everything the loop works with — the tokenized data, the model, AdamW, the
 # teacher, the precision — into one object `R`, and on `resume=True` loads the last checkpoint into it. A *group* is
@@ -512,45 +509,65 @@ def build_model(cfg, encoder_config: dict | None = None):
 # gradients add up) or `"pcgrad"` (their gradients are kept apart and combined by gradient surgery, notebook 11).
 # `record` keeps every batch's loss and task for the history.
 #
-# Under fp16 a step whose gradients overflow is skipped by the scaler, not reported as a diverged run (`record.step`
-# stops the run only after a long streak of them); in fp32 and bf16 a non-finite loss stops the run at once.
+# Nothing in a step waits for the device. The losses stay there; `record` brings them to the host in one transfer
+# every `read_every` steps and at the end of the epoch. In fp32 and bf16 a non-finite loss stops the run then (within
+# `read_every` steps), naming the step, epoch and task it came from. Under fp16 a step whose gradients overflow is
+# skipped by the scaler, not reported as a diverged run (the record stops the run only after a long streak of them).
 #
 # The lines marked `# DDP` let the same loop run as several processes under `torchrun` (notebook 12: each process
 # takes its shard of every batch, gradients are averaged, rank 0 writes). In a single process they hand everything
-# back unchanged. SMART and PCGrad (notebook 11) are off unless a config switches them on.
+# back unchanged. The rows notebook 11 adds to `UPDATES` and `LOSS_TERMS` are off unless a config asks for them.
 
 # %%
 #| export
 def train_step(R, net, group: list, record, epoch: int):
-    """One optimizer step on the batches of `group`: forward, loss (+ consistency, + SMART), backward; then step, EMA."""
-    cfg, model, teacher, scaler, state = R.cfg, R.model, R.teacher, R.scaler, R.state
+    """One optimizer step on the batches of `group`: forward, loss (+ consistency, + the config's extra terms),
+    backward; then step, EMA. Nothing here waits for the device: `record` reads the losses later, in bulk."""
+    cfg, model, teacher, state = R.cfg, R.model, R.teacher, R.state
+    update, scratch = UPDATES[cfg.update], {}  # how the group's gradients become one step (pcgrad: notebook 11)
     R.opt.zero_grad(set_to_none=True)
     step_begin(cfg.compile)
-    task_grads = []  # pcgrad: each task's gradient, kept apart
     for i, (task, idx) in enumerate(group):
-        idx, factor = R.world.shard(idx)  # DDP: this rank's part of the batch and its loss factor (alone: all, 1)
-        batch = to_device(collate(R.train_sets[task], idx, R.tok), R.device)
+        batch, factor = R.batch(task, idx)  # on the device; DDP: this rank's part and its loss factor (alone: all, 1)
         with autocast(R.device, R.precision), distributed.no_sync(net, i == len(group) - 1):  # DDP: one all-reduce a step
             out = net(task, batch)
             loss = model.loss(task, out.float(), batch["labels"])
             if teacher is not None:  # Mean Teacher: λ(step) · distance to the teacher's outputs
                 loss = loss + teacher.weight(state["step"]) * teacher.consistency(task, out.float(), batch)
-            if cfg.smart_weight > 0:  # SMART: how far the outputs move under a small adversarial nudge
-                loss = loss + cfg.smart_weight * beyond.smart_loss(model, task, batch, out.float(), cfg)
+            for on, term in LOSS_TERMS.values():  # e.g. SMART (notebook 11), when the config switches it on
+                if on(cfg):
+                    loss = loss + term(R, task, batch, out)
         loss, seen = R.world.weigh(loss, factor)  # DDP: the rank's weighted loss; the global batch's (alone: loss)
-        finite = loss_is_finite(seen, scaler, state["step"], epoch, task)  # fp32/bf16: stop if not
-        scaler.scale(loss).backward()  # fp16: the loss is scaled up first; otherwise as it is
-        record.batch(task, seen, finite)
-        if cfg.update == "pcgrad":
-            task_grads.append(beyond.take_grads(model))
-    if cfg.update == "pcgrad":  # gradient surgery: the projected sum becomes the gradient
-        record.conflicts.append(beyond.pcgrad_step(model, task_grads, seed=(cfg.seed, state["step"])))
+        R.scaler.scale(loss).backward()  # fp16: the loss is scaled up first; otherwise as it is
+        record.batch(task, seen, state["step"])  # stays on the device until the record reads it
+        if update.after_backward:
+            update.after_backward(R, scratch)
+    if update.before_step:
+        update.before_step(R, scratch, record)
     set_lr(R.opt, cfg, state["step"], R.total_steps)
-    stepped = optimizer_step(R.opt, scaler)  # False: fp16 overflow, weights untouched, loss scale halved
+    stepped = optimizer_step(R.opt, R.scaler)  # fp16: a flag on the device, False on overflow (weights untouched)
+    record.step(stepped, state)  # every read_every steps: the losses to the host; a non-finite one stops the run
     state["step"] += 1
-    record.step(stepped, state, scaler, epoch)  # fp16: a long streak of skipped steps = diverged
-    if teacher is not None and stepped:
-        teacher.update(model, state["step"])  # EMA: teacher ← α·teacher + (1 − α)·student
+    if teacher is not None:
+        teacher.update(model, state["step"], stepped)  # EMA: teacher ← α·teacher + (1 − α)·student, if it stepped
+
+# %%
+#| export
+# Plumbing: compile='cuda-graph' — the same step made replayable (mtbert_lib/graphs.py)
+def graph_train_step(R, net, group: list, record, epoch: int):
+    """train_step with the whole step (forwards, backward, AdamW, EMA) captured as one CUDA graph per batch shape and
+    replayed; on the CPU the same graph-ready step runs eagerly. The same batches, learning rates, λ and EMA decay."""
+    if R.graph is None:
+        R.graph = GraphedStep(R) if R.device.type == "cuda" else WholeStep(R)
+    set_lr(R.opt, R.cfg, R.state["step"], R.total_steps)
+    losses = R.graph([(task, R.batch(task, idx)[0]) for task, idx in group], R.state["step"])
+    for i, (task, _) in enumerate(group):
+        record.batch(task, losses[i], R.state["step"])
+    record.step(True, R.state)
+    R.state["step"] += 1
+
+
+STEPS = {"cuda-graph": graph_train_step}  # compile modes with a step of their own; all others: train_step
 
 # %%
 #| export
@@ -567,11 +584,12 @@ def train(cfg: TrainConfig, run_dir="runs", results_dir="results", resume: bool 
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         torch.manual_seed(cfg.seed * 100_003 + epoch + 1_000_003 * R.world.rank)  # dropout noise: (seed, epoch, DDP rank)
-        rounds, record = cfg.sample_epoch(R.lengths, epoch), EpochRecord(cfg.tasks)
+        rounds, record = cfg.sample_epoch(R.lengths, epoch), EpochRecord(cfg.tasks, epoch, R.scaler, cfg.read_every)
         R.model.train()
         for rnd in tqdm(rounds, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False):
-            for group in ([rnd] if cfg.update in ("sum", "pcgrad") else [[b] for b in rnd]):  # the batches of one step
-                train_step(R, net, group, record, epoch)
+            for group in UPDATES[cfg.update].steps(rnd):  # the batches of one optimizer step
+                STEPS.get(cfg.compile, train_step)(R, net, group, record, epoch)
+        record.read(state)  # the epoch's last losses: a non-finite one stops the run before evaluation
         dev, tr = R.evaluate(R.dev_sets), R.evaluate(R.train_eval)  # the teacher, when it is the model kept
         end_epoch(R, epoch, t0, dev, tr, record, log)  # the history entry and the log line
         save_checkpoints(R, epoch, dev)  # best.safetensors when dev improved; last.safetensors, where resume=True restarts
@@ -612,12 +630,15 @@ def validate_config(cfg):
     for t in (*cfg.tasks, *cfg.eval_tasks):
         if t not in TASKS:
             bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
-    choices = [("schedule", SCHEDULES), ("update", ("per_task", "sum", "pcgrad")), ("precision", ("auto", "fp32", "bf16", "fp16")),
-               ("compile", ("none", "default", "reduce-overhead", "max-autotune")), ("consistency", ("none", "mse", "kl")),
+    choices = [("schedule", SCHEDULES), ("update", UPDATES), ("precision", ("auto", "fp32", "bf16", "fp16")),
+               ("compile", ("none", "default", "reduce-overhead", "max-autotune", "cuda-graph")), ("consistency", ("none", "mse", "kl")),
                ("optimizer_impl", ("loop", "foreach", "fused")), ("pooling", POOLINGS), ("sts_head", STS_HEADS)]
     for k, allowed in choices:
         if getattr(cfg, k) not in allowed:
-            bad(f"unknown {k} {getattr(cfg, k)!r}; expected one of {sorted(allowed)}")
+            later = " (notebook 11 adds 'pcgrad' when mtbert_lib.beyond is imported)" if k == "update" else ""
+            bad(f"unknown {k} {getattr(cfg, k)!r}; expected one of {sorted(allowed)}{later}")
+    if cfg.pad_multiple is not None and cfg.pad_multiple < 1 or cfg.read_every < 1:
+        bad(f"pad_multiple must be ≥ 1 or None and read_every ≥ 1, got {cfg.pad_multiple}, {cfg.read_every}")
     if cfg.schedule == "single" and len(cfg.tasks) != 1:
         bad(f"schedule 'single' trains one task, got {cfg.tasks}")
     for k in ("consistency_rampup_share", "ema_decay_rampup_share"):
@@ -643,6 +664,9 @@ def validate_config(cfg):
         bad("smart_weight and smart_noise must be ≥ 0, smart_eps and smart_step_size > 0")
     if int(cfg.smart_steps) != cfg.smart_steps or cfg.smart_steps < 1:
         bad(f"smart_steps must be an integer ≥ 1, got {cfg.smart_steps}")
+    if cfg.compile == "cuda-graph" and (cfg.update not in ("per_task", "sum") or cfg.precision == "fp16"
+                                        or cfg.smart_weight > 0 or cfg.optimizer_impl != "fused" or cfg.freeze_encoder):
+        bad("compile='cuda-graph' captures the per_task or sum step in fp32/bf16 with the fused AdamW (no SMART, no fp16)")
     if cfg.smart_weight > 0 and cfg.compile != "none":
         bad("SMART perturbs the embeddings through a forward hook; it needs compile='none'")
     try:
@@ -675,10 +699,19 @@ class Run:
     state: dict
     world: object = distributed.World()  # DDP (notebook 12): this process's rank among the training processes
     log: object = print  # rank 0's log; the other ranks stay quiet
+    graph: object = None  # compile='cuda-graph': the captured step (graph_train_step)
 
     def eval_model(self):
         """The model that is evaluated and kept: the teacher when there is one and eval_teacher, else the student."""
         return self.teacher.model if self.teacher is not None and self.cfg.eval_teacher else self.model
+
+    def batch(self, task: str, idx):
+        """Training batch `idx` of `task` on the device, with only the encodings the model reads, its length padded
+        up to a multiple of cfg.pad_multiple (static shapes); and its loss factor (DDP: this rank's part of it)."""
+        idx, factor = self.world.shard(idx)
+        multiple = self.cfg.pad_multiple or (16 if self.device.type == "cuda" else 1)
+        names = encodings_read(self.model, task)
+        return to_device(collate(self.train_sets[task], idx, self.tok, names=names, multiple=multiple), self.device), factor
 
     def evaluate(self, splits: dict, model=None) -> dict:
         model = self.eval_model() if model is None else model
@@ -712,7 +745,7 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
     for g in opt.param_groups:
         g["base_lr"] = g["lr"]
     r0 = cfg.sample_epoch(lengths, 0)
-    total_steps = cfg.epochs * (sum(map(len, r0)) if cfg.update == "per_task" else len(r0))
+    total_steps = cfg.epochs * sum(len(UPDATES[cfg.update].steps(r)) for r in r0)
     teacher = None
     if cfg.consistency != "none":
         from mtbert_lib.mean_teacher import MeanTeacher
@@ -726,7 +759,7 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
         tune_cpu_allocator()  # CPU speed (section 4, plumbing)
     scaler = grad_scaler(precision, device)  # fp16 only: loss scaling; otherwise it passes everything through
     state = {"epoch": 0, "step": 0, "history": [], "best_score": -math.inf, "wall_s": 0.0, "skipped_in_a_row": 0,
-             "provenance": provenance(cfg, device)}  # the code a run starts with (a resumed run adds its own below)
+             "provenance": provenance(cfg, device, precision)}  # the code a run starts with (a resumed run adds its own below)
     R = Run(cfg, device, precision, run, tok, train_sets, dev_sets, train_eval, lengths, model, opt, total_steps,
             teacher, scaler, state, world, log)
     if resume and find_last(run) is not None:
@@ -737,20 +770,39 @@ def start_run(cfg: TrainConfig, run_dir, resume: bool, log) -> Run:
 #| export
 # Plumbing: one epoch's record (per-batch losses and tasks, fp16 skipped steps) and its history entry
 class EpochRecord:
-    def __init__(self, tasks):
-        self.tasks, self.losses, self.order, self.skipped = tuple(tasks), {t: [] for t in tasks}, [], 0
+    """One epoch's per-batch losses and tasks, and its fp16 skipped steps. The losses (and fp16's step flags) stay on
+    the device until `read`, every `read_every` steps and at the end of the epoch: one transfer for many steps, so a
+    step never waits for the device. A non-finite fp32/bf16 loss stops the run there, naming the step it came from."""
+    def __init__(self, tasks, epoch: int = 0, scaler=None, read_every: int = 1):
+        self.tasks, self.epoch, self.scaler, self.read_every = tuple(tasks), epoch, scaler, read_every
+        self.losses, self.order, self.skipped = {t: [] for t in tasks}, [], 0
         self.conflicts = []  # pcgrad: the share of conflicting task pairs at each step (notebook 11)
+        self._losses, self._steps = [], []  # not read yet: (task, step, loss on the device), (step, stepped)
 
-    def batch(self, task: str, loss, finite: bool):
-        self.losses[task].append(loss.item() if finite else None)  # None: fp16 overflow (the scaler skips that step)
+    def batch(self, task: str, loss, step: int):
+        self._losses.append((task, step, loss.detach()))
         self.order.append(task)
 
-    def step(self, stepped: bool, state: dict, scaler, epoch: int):
-        self.skipped += not stepped
-        state["skipped_in_a_row"] = 0 if stepped else state["skipped_in_a_row"] + 1
-        if state["skipped_in_a_row"] >= MAX_SKIPPED_STEPS_IN_A_ROW:
-            raise NonFiniteLoss(f"fp16: {state['skipped_in_a_row']} steps in a row with inf/NaN gradients up to step "
-                                f"{state['step'] - 1}, epoch {epoch} (loss scale now {scaler.get_scale():.3g}): the run diverged")
+    def step(self, stepped, state: dict):
+        self._steps.append((state["step"], stepped))
+        if len(self._steps) >= self.read_every:
+            self.read(state)
+
+    def read(self, state: dict):
+        """The pending losses, step flags and PCGrad shares to the host, one transfer each; then the run's checks."""
+        fp16 = self.scaler is not None and self.scaler.is_enabled()
+        for (task, step, _), x in zip(self._losses, _to_host([l for _, _, l in self._losses])):
+            if not math.isfinite(x) and not fp16:  # fp32 / bf16: stop, saying where
+                raise NonFiniteLoss(f"non-finite loss ({x}) at step {step}, epoch {self.epoch}, task {task}")
+            self.losses[task].append(x if math.isfinite(x) else None)  # None: fp16 overflow (the scaler skipped it)
+        for (step, _), stepped in zip(self._steps, _to_host([f for _, f in self._steps])):
+            self.skipped += not stepped
+            state["skipped_in_a_row"] = 0 if stepped else state["skipped_in_a_row"] + 1
+            if state["skipped_in_a_row"] >= MAX_SKIPPED_STEPS_IN_A_ROW:
+                raise NonFiniteLoss(f"fp16: {state['skipped_in_a_row']} steps in a row with inf/NaN gradients up to step "
+                                    f"{step}, epoch {self.epoch} (loss scale now {self.scaler.get_scale():.3g}): the run diverged")
+        self.conflicts = _to_host(self.conflicts)
+        self._losses, self._steps = [], []
 
     def mean_losses(self) -> dict:
         return {t: float(np.mean(f)) for t, v in self.losses.items() if (f := [x for x in v if x is not None])}
@@ -765,12 +817,13 @@ class EpochRecord:
         return out
 
 
-def loss_is_finite(loss, scaler, step: int, epoch: int, task: str) -> bool:
-    """fp32 / bf16: a non-finite loss stops the run, saying where. fp16: False, and the scaler skips the step."""
-    finite = bool(torch.isfinite(loss))
-    if not finite and not scaler.is_enabled():
-        raise NonFiniteLoss(f"non-finite loss ({loss.item()}) at step {step}, epoch {epoch}, task {task}")
-    return finite
+def _to_host(values: list) -> list:
+    """Python numbers for a list of numbers and 0-d tensors: the tensors stacked and brought over in one transfer."""
+    tensors = [v for v in values if torch.is_tensor(v)]
+    if not tensors:
+        return list(values)
+    read = iter(torch.stack([t.double() for t in tensors]).tolist())  # exact for fp32 losses and fp64 shares
+    return [next(read) if torch.is_tensor(v) else v for v in values]
 
 # %%
 #| export

@@ -198,14 +198,36 @@ class MeanTeacher:
             teacher_out = self.model(task, batch).float()
         return consistency_loss(task, student_out, teacher_out, self.kind, self.sts_head)
 
-    def update(self, student, step: int):
-        ema_update(self.model, student, self.decay_at(step))
+    def update(self, student, step: int, stepped=True):
+        """The EMA step at decay α(step); none when the optimizer skipped its step (`stepped`: see ema_step below)."""
+        ema_step(self, student, self.decay_at(step), stepped)
 
     def state_dict(self):
         return self.model.state_dict()
 
     def load_state_dict(self, sd):
         self.model.load_state_dict(sd)
+
+# %%
+#| export
+# Plumbing: the EMA step of the training loop (parameter lists built once; a skipped fp16 step read by no one)
+@torch.no_grad()
+def ema_step(mt: MeanTeacher, student, decay: float, stepped=True):
+    """`ema_update(mt.model, student, decay)` on parameter and buffer lists built at the first call (walking both
+    models' modules every step costs about a millisecond). `stepped` False: the teacher stays. Under fp16 it is a
+    bool tensor on the device (the scaler skipped the step or not): the weight of the step becomes 0 there, so the
+    host never waits to read the flag."""
+    lists = mt.__dict__.get("_ema_lists")
+    if lists is None or lists[0] is not student:
+        lists = mt._ema_lists = (student, list(mt.model.parameters()), list(student.parameters()),
+                                 list(mt.model.buffers()), list(student.buffers()))
+    _, t_params, s_params, t_bufs, s_bufs = lists
+    if stepped is False:
+        return
+    weight = 1.0 - decay if stepped is True else stepped.to(torch.float32) * (1.0 - decay)
+    torch._foreach_lerp_(t_params, s_params, weight)
+    if t_bufs:
+        torch._foreach_copy_(t_bufs, s_bufs)
 
 # %% [markdown]
 # ## 4. The two clocks of a Mean Teacher

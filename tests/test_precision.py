@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+import mtbert_lib.precision as precision_module
 import mtbert_lib.training as training
 from engine_helpers import data_env, one_line, resolve_data_dir
 from mtbert_lib.model import BertConfig, BertModel
@@ -61,7 +62,7 @@ def test_auto_picks_by_compute_capability(monkeypatch, card, cc, expected):
 @pytest.mark.parametrize("has_bf16,expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_on_cpu_follows_native_bf16(monkeypatch, has_bf16, expected):
     assert auto_precision("cpu", cpu_bf16=has_bf16) == expected
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: has_bf16)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: has_bf16)
     assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision("fp16", "cpu") == "fp16"
     assert auto_precision("mps") == "fp32"
@@ -75,7 +76,7 @@ def test_provenance_records_the_precision(monkeypatch):
     fake_cuda(monkeypatch, "NVIDIA H100 80GB HBM3", (9, 0))
     assert provenance(TrainConfig(), "cuda")["precision"] == "bf16"
     assert provenance(TrainConfig(precision="fp16"), "cuda")["precision"] == "fp16 + loss scaling"
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
     assert provenance(TrainConfig(), "cpu")["precision"] == "fp32"
 
 
@@ -116,7 +117,7 @@ def test_an_overflowing_fp16_step_is_skipped_and_the_scale_halves():
 
     scaler.scale(lin(x).pow(2).mean()).backward()
     before = [p.detach().clone() for p in lin.parameters()]
-    assert optimizer_step(opt, scaler) is True
+    assert bool(optimizer_step(opt, scaler)) is True  # fp16: a flag on the device
     assert scaler.get_scale() == scale0
     assert any(not torch.equal(a, p) for a, p in zip(before, lin.parameters()))  # it stepped
 
@@ -124,7 +125,7 @@ def test_an_overflowing_fp16_step_is_skipped_and_the_scale_halves():
     scaler.scale(lin(x).pow(2).mean() * math.inf).backward()  # inf/NaN gradients
     before = [p.detach().clone() for p in lin.parameters()]
     state_before = {k: v.clone() for k, v in opt.state[lin.weight].items()}
-    assert optimizer_step(opt, scaler) is False
+    assert bool(optimizer_step(opt, scaler)) is False
     assert scaler.get_scale() == scale0 / 2
     assert all(torch.equal(a, p) for a, p in zip(before, lin.parameters()))  # weights untouched
     assert all(torch.equal(v, opt.state[lin.weight][k]) for k, v in state_before.items())  # so is AdamW's state
@@ -224,3 +225,38 @@ def test_interrupted_fp16_run_resumes_to_the_same_end(request, tmp_path, monkeyp
         assert torch.equal(la["model"][k], lb["model"][k]), k
     for k in la["teacher"]:
         assert torch.equal(la["teacher"][k], lb["teacher"][k]), k
+
+
+# ------------------------------------------------------------------------------------------------ resolved once
+
+def test_provenance_records_the_precision_the_run_resolved(monkeypatch):
+    """Given the run's own precision, provenance records it and resolves nothing again (issue 22: it was resolved
+    in three places)."""
+    monkeypatch.setattr(precision_module, "resolve_precision", lambda *a: 1 / 0)
+    monkeypatch.setattr(training, "resolve_precision", lambda *a: 1 / 0)
+    assert provenance(TrainConfig(precision="auto"), "cpu", "bf16")["precision"] == "bf16"
+    assert provenance(TrainConfig(precision="auto"), "cpu", "fp16")["precision"] == "fp16 + loss scaling"
+
+
+def test_pretrain_mlm_record_names_the_precision_it_ran_in(monkeypatch, tmp_path):
+    """`mtbert pretrain-mlm --precision bf16` on the CPU recorded 'fp32' (cli.py wrote fp32 for every run)."""
+    import json
+    import mtbert_lib.beyond as beyond
+    from mtbert_lib.cli import main
+    monkeypatch.setattr(beyond, "pretrain_mlm", lambda *a, **k: {
+        "device": "cpu", "precision": k["precision"], "folder": str(tmp_path / "mlm"), "steps": 1, "wall_s": 0.0,
+        "accuracy_before": 0.1, "accuracy_after": 0.2})
+    assert main(["pretrain-mlm", "--out", str(tmp_path / "mlm"), "--precision", "bf16", "--steps", "1",
+                 "--results-dir", str(tmp_path / "results")]) == 0
+    record = json.loads((tmp_path / "results" / "mlm-pretraining-mlm.json").read_text())
+    assert record["provenance"]["precision"] == "bf16" and record["provenance"]["device"] == "cpu"
+
+
+def test_precision_is_resolved_once_per_run(request, tmp_path, monkeypatch, cfg):
+    calls = []
+    real = training.resolve_precision
+    monkeypatch.setattr(training, "resolve_precision", lambda p, d: calls.append(p) or real(p, d))
+    with data_env(resolve_data_dir(request)):
+        result = train(replace(cfg, epochs=1, precision="auto"), tmp_path / "runs", tmp_path / "results",
+                       progress=False, log=quiet)
+    assert calls == ["auto"] and result["provenance"]["precision"] == real("auto", "cpu")

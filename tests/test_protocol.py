@@ -32,3 +32,37 @@ def test_beyond_dry_run_keeps_the_mlm_folder_as_the_model(tmp_path):
                           "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert "mlm seed 0 -> mlm-mlm-minilm-tuned-seed0.json" in out  # not overridden by --model minilm
     assert "pcgrad seed 2 -> pcgrad-minilm-tuned-seed2.json" in out
+
+
+# ------------------------------------------------------------------------------------------------ --preset paper
+
+def test_paper_preset_is_every_table1_row_and_figure_variant_with_three_seeds():
+    from mtbert_lib.experiments import EXPERIMENTS
+    p = run_protocol.paper_plan()
+    assert len(p) == len(set(p)) == 3 * len(run_protocol.PAPER_ROWS)
+    for row in TABLE1 + ["fig3-batch32", "fig3-batch64", "fig4-sts-ce", "fig4-sts-mse", "fig5-mt-mse", "fig5-mt-kl"]:
+        assert {s for n, s in p if n == row} == {0, 1, 2}, row
+    assert all(n in EXPERIMENTS for n, _ in p)
+    assert {s for _, s in p[:len(run_protocol.PAPER_ROWS)]} == {0}  # a complete first seed before the others
+    assert run_protocol.PAPER_RECIPE == {"bert-base-uncased": "paper", "minilm": "tuned10"}
+
+
+def test_paper_preset_model_follows_the_device(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert run_protocol.preset_model() == "bert-base-uncased"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run_protocol.preset_model() == "minilm"
+
+
+def test_paper_preset_prints_its_estimate_before_it_starts(tiny_bert_dir, small_data_dir, tmp_path, capsys):
+    """--estimate-only: the time measured on this device for the runs not done yet, and nothing trained."""
+    from engine_helpers import data_env
+    with data_env(small_data_dir):
+        rc = run_protocol.main(["--preset", "paper", "--model", str(tiny_bert_dir), "--quick", "--estimate-only",
+                                "--threads", "1", "--results-dir", str(tmp_path / "results"), "--run-dir",
+                                str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "paper protocol: 48 runs (16 rows x seeds)" in out
+    assert "estimate: 48 of 48 runs left, about" in out and "training examples/s measured" in out
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

@@ -157,8 +157,8 @@ class TrainProbe:
         real_update, real_consistency, real_loss = MeanTeacher.update, MeanTeacher.consistency, MultitaskBERT.loss
         real_sample = training.TrainConfig.sample_epoch
 
-        def update(self, student, step):
-            real_update(self, student, step)
+        def update(self, student, step, stepped=True):
+            real_update(self, student, step, stepped)
             probe.teacher.append((step, snapshot(self.model) if params else None, self))
 
         def consistency(self, task, student_out, batch):
