@@ -98,8 +98,9 @@ def test_results_page_shows_table_1(site, browser):
 
 @pytest.mark.slow
 def test_front_page_picture_and_course_navigation(site, browser):
-    browser.get((site / "index.html").as_uri())
-    assert browser.current_url.endswith("README.html")  # the front page is the README
+    from selenium.webdriver.support.ui import WebDriverWait
+    browser.get((site / "index.html").as_uri())  # a redirect to the front page, the README
+    WebDriverWait(browser, 30).until(lambda d: d.current_url.endswith("README.html") and d.find_elements(By.TAG_NAME, "main"))
     main = browser.find_element(By.TAG_NAME, "main")
     assert any("table1" in i.get_attribute("src") for i in loaded_images(browser, main)), "the Table 1 picture"
     nav = browser.find_element(By.CSS_SELECTOR, "nav.bd-docs-nav").text
