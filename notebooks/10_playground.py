@@ -21,17 +21,20 @@
 # The same notebook is also a web page: `make playground` serves it with Voilà (the code hidden, only the
 # controls and the answers shown) at http://localhost:8866.
 #
-# **Which model.** The list offers the zero-shot encoder and every checkpoint `mtbert train` left in
-# `runs/**/best.safetensors`.
+# **Which model.** The page answers with a **trained** model by default: the best checkpoint `mtbert train` or
+# `make run` left in `runs/**/best.safetensors` (runs that trained all three tasks on the full training data first, then
+# the highest mean dev score), and it says which model that is and how it scored on dev. `make playground` trains
+# one first when there is none (the main job of `make run`: a few minutes on 2 CPU cores); in Jupyter or Colab the
+# page offers a **Train** button with a progress bar.
 #
-# * **zero-shot MiniLM**: the pretrained encoder with **freshly initialised task heads**. The sentiment
-#   probabilities and the paraphrase probability come from *untrained* heads (random weights, seeded): they mean
-#   nothing until you choose a trained checkpoint. The similarity does mean something: it is the mean-pooled
-#   cosine similarity of the two sentences ×5 (negative cosines count as 0), MiniLM's zero-shot STS score
-#   (Pearson r 0.851 on the first 200 STS dev pairs, `mtbert demo`).
 # * **a checkpoint** (`runs/<run>/best.safetensors`): the fine-tuned encoder and heads of a training run, with that run's
 #   pooling, pair encoding and STS head. A head whose task the run did not train on is untrained, and the page
 #   says so.
+# * **zero-shot MiniLM**, last in the list: the pretrained encoder with **freshly initialised task heads**. The
+#   sentiment probabilities and the paraphrase probability come from *untrained* heads (random weights, seeded): they
+#   mean nothing. The similarity does mean something: it is the mean-pooled cosine similarity of the two sentences
+#   ×5 (negative cosines count as 0), MiniLM's zero-shot STS score (Pearson r 0.851 on the first 200 STS dev pairs,
+#   `mtbert demo`).
 #
 # The attention maps are the encoder's own softmax weights (notebook 01), nothing recomputed.
 
@@ -139,6 +142,54 @@ def from_checkpoint(path) -> Playground:
 def find_checkpoints(root="runs") -> list:
     """Every best.safetensors (and older best.pt) under `root` (sorted); [] when there is no such folder."""
     return sorted([*Path(root).glob("**/best.safetensors"), *Path(root).glob("**/best.pt")])
+
+# %% [markdown]
+# Which checkpoint answers by default? Each run's result JSON (written next to its run folder by `make run`, or into
+# `results/` by `mtbert train`) holds its dev scores; `ranked_checkpoints` puts the runs that trained all three tasks
+# on the full training data first, the highest mean dev score first among them, and quick runs (a pipeline check on
+# 96 examples per task) last.
+
+# %%
+#| export
+def run_record(checkpoint, results_dirs=()) -> dict | None:
+    """The result JSON `mtbert train` wrote for the run of `checkpoint` (runs/<run>/best.*), looked for beside the run
+    folder (`make run`), in a results/ folder next to it, then in `results_dirs`; None if there is none."""
+    import json
+    run = Path(checkpoint).parent
+    for folder in [run.parent, run.parent / "results", *map(Path, results_dirs)]:
+        f = folder / f"{run.name}.json"
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and isinstance(r.get("best_dev"), dict) and isinstance(r.get("config"), dict):
+            return r
+    return None
+
+
+def ranked_checkpoints(root="runs", results_dirs=()) -> list:
+    """[(checkpoint, record or None)], the default first: full-data runs of all three tasks before the others, quick
+    runs and runs without a record last, then the highest mean dev score."""
+    def key(item):
+        r = item[1]
+        if r is None:
+            return (1, 1, 0.0, str(item[0]))
+        tasks, dev = r["config"].get("tasks", ()), r["best_dev"]
+        mean = sum(dev.get(t, 0.0) for t in ("sst", "quora", "sts")) / 3
+        return (int(bool(r.get("quick"))), -len(set(tasks) & {"sst", "quora", "sts"}), -mean, str(item[0]))
+    return sorted(((p, run_record(p, results_dirs)) for p in find_checkpoints(root)), key=key)
+
+
+def record_summary(record: dict | None) -> str:
+    """One line: what the run was and its best dev scores."""
+    if record is None:
+        return "no result file found for this run, so its dev scores are unknown"
+    c, dev = record["config"], record["best_dev"]
+    data = "the full training data" if c.get("train_limit") is None else f"{c['train_limit']} examples per task (quick)"
+    names = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFIMDB acc"}
+    scores = " · ".join(f"{names.get(t, t)} {v:.3f}" for t, v in dev.items())
+    return (f"{record['experiment']}, epoch {record['best_epoch']} of {c.get('epochs')} on {data}; "
+            f"dev {scores}" + (" (a dev subset)" if c.get("dev_limit") is not None else ""))
 
 # %% [markdown]
 # ## 2. Predictions and attention
@@ -250,18 +301,34 @@ def heads_chart(tokens, w, layer: int) -> Figure:
 # ## 4. Building the playground
 #
 # Plain ipywidgets: text boxes, dropdowns, a button, and `Image` widgets that take the PNG bytes above. The
-# model list is read once, when the notebook runs: a checkpoint trained later shows after a restart (or a reload
-# of the web page). No checkpoint yet? `mtbert train --experiment rr-balanced-specialized-mt --quick` makes one
-# in a few minutes on a CPU. Every element the browser test touches carries a CSS class `mtbert-…`.
+# model list is read when the notebook runs: a checkpoint trained elsewhere shows after a restart (or a reload of
+# the web page). No trained checkpoint yet? The page says so and offers to train the main job's model
+# (`mtbert main-job`, what `make run` trains: a few minutes on 2 CPU cores) with a progress bar. Every element the
+# browser test touches carries a CSS class `mtbert-…`.
 
 # %%
 import html
+import os
 from pathlib import Path
+from mtbert_lib.baselines import load_baselines
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+RUNS = Path(os.environ.get("MTBERT_RUNS") or ROOT / "runs")  # where the checkpoints are (tests point it elsewhere)
 ZERO_SHOT = "zero-shot MiniLM (untrained heads)"
-CHOICES = {ZERO_SHOT: None, **{str(p.relative_to(ROOT)): p for p in find_checkpoints(ROOT / "runs")}}
-_loaded = {}
+CHOICES, RECORDS, _loaded = {}, {}, {}
+
+
+def read_choices():
+    """The model list, best trained checkpoint first, zero-shot last; re-read after the Train button trains one."""
+    CHOICES.clear(); RECORDS.clear()
+    for p, r in ranked_checkpoints(RUNS, [ROOT / "results"]):
+        label = str(p.relative_to(RUNS.parent) if p.is_relative_to(RUNS.parent) else p)
+        CHOICES[label], RECORDS[label] = p, r
+    CHOICES[ZERO_SHOT] = None
+    return list(CHOICES)
+
+
+read_choices()
 
 
 def models(choice: str) -> Playground:
@@ -274,8 +341,11 @@ def models(choice: str) -> Playground:
 
 # %%
 wide = W.Layout(width="95%")
-model_dd = W.Dropdown(options=list(CHOICES), description="model", layout=W.Layout(width="70%"))
-note = W.HTML()
+model_dd = W.Dropdown(options=list(CHOICES), description="model", layout=W.Layout(width="70%"))  # the best first
+note = W.HTML()  # which model answers, and its dev scores
+train_btn = W.Button(description="Train the main job's model", icon="play", layout=W.Layout(width="auto"))
+train_out = W.Output()  # the training's progress bar and log
+train_box = W.VBox([train_btn, train_out])
 sentence = W.Text("A gorgeous, witty and seductive movie.", description="sentence", layout=wide)
 first = W.Text("How can I learn to play the guitar quickly?", description="sentence A", layout=wide)
 second = W.Text("What is the fastest way to learn guitar?", description="sentence B", layout=wide)
@@ -290,7 +360,8 @@ att_input = W.Dropdown(options=[("the sentence", "sentence"), ("the pair A, B re
                        description="attention of")
 layer_dd, head_dd = W.Dropdown(description="layer"), W.Dropdown(description="head")
 for w, name in [(sentence, "sentence"), (first, "first"), (second, "second"), (button, "predict"),
-                (sst_class, "sst-class"), (scored, "scored"), (status, "status"), (model_dd, "model")]:
+                (sst_class, "sst-class"), (scored, "scored"), (status, "status"), (model_dd, "model"),
+                (note, "which"), (train_btn, "train")]:
     w.add_class(f"mtbert-{name}")  # stable hooks for the browser test
 
 # %% [markdown]
@@ -348,18 +419,48 @@ def choose_model(*_):
     layer_dd.options, head_dd.options = range(pg.num_layers), range(pg.num_heads)
     layer_dd.value, head_dd.value = min(2, pg.num_layers - 1), 0
     quiet.clear()
+    trained_ones = [c for c in CHOICES if CHOICES[c] is not None]
+    train_box.layout.display = "none" if trained_ones else None
     if pg.trained:
-        note.value = (f"<b>{html.escape(model_dd.value)}</b>: fine-tuned on {', '.join(pg.trained)}. "
-                      "A head of a task not in that list is untrained.")
+        b = load_baselines("minilm", ROOT / "results")  # `mtbert baselines`
+        baselines = ("" if b is None else f" For comparison, majority class: SST {b['majority']['sst']:.3f}, Quora "
+                     f"{b['majority']['quora']:.3f}; zero-shot MiniLM: Quora {b['zero_shot']['quora']:.3f}, STS "
+                     f"{b['zero_shot']['sts']:.3f} (results/baselines-minilm.json).")
+        note.value = (f"<b>Answering: {html.escape(model_dd.value)}</b> — {html.escape(record_summary(RECORDS.get(model_dd.value)))}."
+                      f"<br>Fine-tuned heads: {', '.join(pg.trained)}; a head of a task not in that list is untrained."
+                      + baselines)
     else:
-        note.value = ("<b style='color:#b45309'>Zero-shot MiniLM: the sentiment and paraphrase heads are freshly "
-                      "initialised and untrained</b> — their probabilities are random until you choose a trained "
-                      "checkpoint above. The similarity is meaningful: 5 × the cosine of the mean-pooled "
-                      "sentence vectors.")
+        note.value = ("<b style='color:#b45309'>Answering: zero-shot MiniLM — the sentiment and paraphrase heads are "
+                      "freshly initialised and untrained</b>: their probabilities are random. The similarity is "
+                      "meaningful: 5 × the cosine of the mean-pooled sentence vectors."
+                      + ("" if trained_ones else "<br><b>No trained model in runs/ yet.</b> Train the main job's model "
+                         "below (what `make run` trains: a few minutes on 2 CPU cores, seconds on a GPU), or run "
+                         "`make run` and reload this page."))
     show_predictions()
 
 
+def train_main(*_):
+    """The Train button: `mtbert main-job`'s model into runs/main, its progress bar below the button; then it answers."""
+    from dataclasses import replace
+    from mtbert_lib.experiments import main_job
+    from mtbert_lib.training import train
+    cfg = main_job()
+    if os.environ.get("MTBERT_QUICK") == "1":
+        cfg = replace(cfg.quick(), epochs=1)
+    train_btn.disabled, train_btn.description = True, "training… (progress below)"
+    try:
+        with train_out:
+            train(cfg, run_dir=RUNS / "main", results_dir=RUNS / "main", progress=True)
+    except Exception as e:
+        status.value = f"<b style='color:#b91c1c'>{html.escape(type(e).__name__ + ': ' + str(e))}</b>"
+        train_btn.disabled, train_btn.description = False, "Train the main job's model"
+        return
+    model_dd.options = read_choices()
+    model_dd.value = model_dd.options[0]  # the new checkpoint: choose_model runs
+
+
 button.on_click(show_predictions)
+train_btn.on_click(train_main)
 model_dd.observe(choose_model, "value")
 for w in (layer_dd, head_dd, att_input):
     w.observe(show_attention, "value")
@@ -367,7 +468,7 @@ choose_model()  # run the example on load
 
 # %%
 ui = W.VBox([
-    model_dd, note,
+    model_dd, note, train_box,
     W.HTML("<h3>Sentiment (SST-5)</h3>"), sentence, W.HBox([button, status]),
     W.HBox([W.HTML("predicted class:&nbsp;"), sst_class, W.HTML("&nbsp;for&nbsp;"), scored]), sst_img,
     W.HTML("<h3>Paraphrase (Quora) and similarity (STS)</h3>"), first, second,

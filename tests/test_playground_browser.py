@@ -1,5 +1,7 @@
 """The playground as a web page: Voilà serves notebooks/10_playground.ipynb, headless Chromium types a sentence,
-presses Predict and reads the predicted SST class off the page.
+presses Predict and reads the predicted SST class off the page. The page answers with the trained checkpoint in
+runs/ (here a tiny model that `mtbert main-job --quick` trained) and says which it is and its dev scores; with no
+checkpoint it says so and offers to train one (the zero-shot heads are untrained).
 
 Needs the system Chromium and its driver (/usr/bin/chromium, /usr/bin/chromedriver; Debian: apt-get install
 chromium chromium-driver — `.ci/run` installs them). Without them the test is skipped locally, and fails in CI
@@ -46,18 +48,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def trained_runs(tiny_bert_dir, small_data_dir, tmp_path_factory):
+    """A runs/ folder holding what `make run` leaves (here: a tiny random BERT, quick, on the first rows of the data)."""
+    import contextlib
+    import io
+    from engine_helpers import data_env
+    from mtbert_lib.cli import main
+    runs = tmp_path_factory.mktemp("trained") / "runs"
+    with data_env(small_data_dir), contextlib.redirect_stdout(io.StringIO()) as out:
+        rc = main(["main-job", "--model", str(tiny_bert_dir), "--quick", "--out", str(runs / "main"), "--no-progress",
+                   "--threads", "1"])
+    assert rc == 0, out.getvalue()
+    return runs
+
+
 @pytest.fixture
-def voila(repo_root, minilm_dir, tmp_path):
+def voila(repo_root, minilm_dir, tmp_path, request):
     port = free_port()
+    runs = request.getfixturevalue(request.param) if request.param else tmp_path / "no-runs"
     env = {**os.environ, "MTBERT_QUICK": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "MTBERT_RUNS": str(runs)}
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "voila", "notebooks/10_playground.ipynb", "--no-browser",
                              f"--port={port}", "--Voila.ip=127.0.0.1"], cwd=repo_root, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.time() + 30
+        deadline = time.time() + 120  # a loaded 2-core machine: Voilà's server took > 30 s to start
         while True:
             try:
                 urllib.request.urlopen(url + "voila/static/", timeout=2)
@@ -112,13 +130,18 @@ def _text(browser, css):
 
 
 @pytest.mark.slow
-def test_playground_page_predicts_an_sst_class(voila, browser, tmp_path):
+@pytest.mark.parametrize("voila", ["trained_runs"], indirect=True)
+def test_playground_page_answers_with_the_trained_model(voila, browser, tmp_path):
     url, log = voila
     t0 = time.time()
     browser.get(url)
     # Voilà runs every cell behind a spinner, then shows the page; the example's answer is then on it
     _until(browser, "the page (Voilà's spinner gone)", lambda d: not d.find_elements(By.ID, "loading"), log)
     _until(browser, "the example's prediction", lambda d: _text(d, ".mtbert-scored"), log)
+    which = _text(browser, ".mtbert-which")
+    assert which.startswith("Answering: runs/main/rr-balanced-specialized-"), which  # the trained run, by default
+    assert "dev SST acc" in which and "Quora acc" in which and "STS r" in which and "untrained heads" not in which
+    assert not browser.find_element(By.CSS_SELECTOR, ".mtbert-train").is_displayed()
     box = browser.find_element(By.CSS_SELECTOR, ".mtbert-sentence input")
     box.clear()
     box.send_keys(SENTENCE)
@@ -135,3 +158,16 @@ def test_playground_page_predicts_an_sst_class(voila, browser, tmp_path):
     assert not status, f"the page reports an error: {status}"
     assert predicted in SST_CLASSES, f"predicted class {predicted!r} is not an SST-5 class"
     assert browser.find_elements(By.CSS_SELECTOR, ".widget-image"), "no picture on the page"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("voila", [None], indirect=True)
+def test_playground_page_without_a_trained_model_says_so_and_offers_training(voila, browser):
+    url, log = voila
+    browser.get(url)
+    _until(browser, "the page (Voilà's spinner gone)", lambda d: not d.find_elements(By.ID, "loading"), log)
+    _until(browser, "the example's prediction", lambda d: _text(d, ".mtbert-scored"), log)
+    which = _text(browser, ".mtbert-which")
+    assert which.startswith("Answering: zero-shot MiniLM") and "untrained" in which and "No trained model" in which
+    button = browser.find_element(By.CSS_SELECTOR, ".mtbert-train")
+    assert button.is_displayed() and "Train" in button.text

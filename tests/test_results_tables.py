@@ -180,3 +180,33 @@ def test_students_and_protocols(tmp_path):
     assert two.file.nunique() == 1 and len(plots.protocol(df, "tuned10")) == 2
     b = plots.best_rows(plots.with_students(two)).set_index("experiment")
     assert b.loc["mt-faithful-kl", "dev_sst"] == 0.6 and b.loc["mt-faithful-kl:student", "dev_sst"] == 0.7
+
+def test_readme_and_docs_show_what_the_committed_results_render():
+    """No number on the front page or in docs/results.md that `python tools/results_table.py --readme` did not write
+    from the committed results/."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import results_table
+    assert set(results_table.TARGETS) == {"README.md", "docs/results.md"}
+    for rel, (start, end, render) in results_table.TARGETS.items():
+        text = (ROOT / rel).read_text()
+        assert text.count(start) == 1 and text.count(end) == 1, f"{rel}: its generated-results markers"
+        shown = text.split(start)[1].split(end)[0]
+        assert shown == "\n" + render(ROOT / "results"), f"{rel} is stale: run python tools/results_table.py --readme"
+    assert "| rr-balanced-specialized | 3 |" in (ROOT / "README.md").read_text()
+
+
+def test_headline_rewrite_touches_only_the_marked_region(tmp_path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import results_table
+    (tmp_path / "results").mkdir()
+    fake_run(tmp_path / "results", "rr-balanced", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(f"# front\n{results_table.HEAD_START}\nold\n{results_table.HEAD_END}\ntail\n")
+    (tmp_path / "docs/results.md").write_text(f"x\n{results_table.START}\n{results_table.END}\n")
+    assert results_table.rewrite(tmp_path / "results", tmp_path) == ["README.md", "docs/results.md"]
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# front\n") and readme.endswith(f"{results_table.HEAD_END}\ntail\n") and "old" not in readme
+    assert "| rr-balanced | 1 | 0.500 | 0.800 | 0.870 |" in readme
+    (tmp_path / "docs/results.md").write_text("no markers\n")
+    with pytest.raises(SystemExit, match="docs/results.md has no generated-results markers"):
+        results_table.rewrite(tmp_path / "results", tmp_path)

@@ -1,7 +1,8 @@
-"""Render results/ as markdown: what the README's results section and the closing notes quote.
+"""Render results/ as markdown: what the README's headline results and docs/results.md show.
 
-    python tools/results_table.py [results]            # print the whole section
-    python tools/results_table.py [results] --readme   # rewrite README.md between its results markers
+    python tools/results_table.py [results]            # print the whole section (docs/results.md)
+    python tools/results_table.py [results] --headline # print the README's headline (Table 1, the claims)
+    python tools/results_table.py [results] --readme   # rewrite both between their markers
     python tools/results_table.py [results] --quick-only | --full-only   # one row per run (the old flat table)
 
 Every table is computed by mtbert_lib.plots, the same functions notebook 09 draws its figures with.
@@ -18,6 +19,10 @@ from mtbert_lib.experiments import PAPER_TABLE1, PAPER_SENTIMENT  # noqa: E402
 from mtbert_lib import plots  # noqa: E402
 
 START, END = "<!-- results:start (python tools/results_table.py --readme) -->", "<!-- results:end -->"
+HEAD_START, HEAD_END = "<!-- headline:start (python tools/results_table.py --readme) -->", "<!-- headline:end -->"
+#: where --readme writes: file -> (start marker, end marker, the function that renders what goes between them)
+TARGETS = {"README.md": (HEAD_START, HEAD_END, lambda folder: headline(folder)),
+           "docs/results.md": (START, END, lambda folder: section(folder))}
 
 
 def provenance_line(d) -> str:
@@ -125,6 +130,48 @@ def section(folder: Path) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def claims_table(full) -> list:
+    """One row per paper claim (ours marked): the paired same-seed difference a − b with its 95% t-interval and the
+    verdict the conclusions use (plots.paired, plots.paired_verdict; the rule and the per-task detail: docs/results.md)."""
+    d = plots.with_avg(plots.with_students(plots.with_aliases(full)))  # as section(): the claims read the sweep aliases
+    rows = ["| claim | a − b | paired difference, 95% interval | verdict |", "|---|---|---|---|"]
+    for text, a, b, task, sign, _ in plots.CLAIMS:
+        p = plots.paired(d, a, b, task)
+        claim = text.strip().replace("|", "/")
+        verdict = plots.paired_verdict(p, sign) if p["n"] else "no runs yet"
+        rows.append(f"| {claim} | `{a}` − `{b}` ({task}) | {plots.fmt_paired(p)} | **{verdict}** |")
+    return rows
+
+
+def headline(folder: Path) -> str:
+    """The front page's results: Table 1 with its baselines, the best configuration, one row per paper claim."""
+    df, base = plots.load_results(folder), plots.load_baselines(folder)
+    full = plots.protocol(df, "tuned")  # as section(): the 2-epoch CPU protocol with MiniLM, never pooled with others
+    t = plots.table1(full) if len(full) else None
+    if t is None or not t.runs.sum():
+        return "No full runs in results/ yet.\n"
+    d = full[full.experiment.isin(t.index)]
+    return "\n".join([
+        f"Dev scores, best epoch, mean ± std over seeds ({provenance_line(d).split(' · git')[0]}; the paper's "
+        "bert-base-uncased numbers beside them):", "", plots.table1_markdown(t, base), "", best_configuration(t), "",
+        "The paper's claims, tested on the same seeds (a − b per seed, averaged, with its 95% t-interval):", "",
+        *claims_table(full)]).rstrip() + "\n"
+
+
+def rewrite(folder: Path, root: Path = ROOT) -> list:
+    """Rewrite every target file between its markers; the files rewritten."""
+    done = []
+    for rel, (start, end, render) in TARGETS.items():
+        path = root / rel
+        src = path.read_text() if path.is_file() else ""
+        if start not in src or end not in src:
+            sys.exit(f"{rel} has no generated-results markers ({start} ... {end})")
+        text = render(folder)
+        path.write_text(re.sub(re.escape(start) + ".*?" + re.escape(end), lambda m: f"{start}\n{text}{end}", src, flags=re.S))
+        done.append(rel)
+    return done
+
+
 def flat(folder, argv):
     out = ["| experiment | mode | dev SST | dev Para | dev STS | best epoch | wall | model · recipe · data · seed · device · rev |",
            "|---|---|---|---|---|---|---|---|"]
@@ -147,17 +194,11 @@ def main(argv):
     if "--quick-only" in argv or "--full-only" in argv:
         print(flat(folder, argv))
         return
-    text = section(folder)
-    if "--readme" not in argv:
-        print(text)
-        return
-    readme = ROOT / "README.md"
-    src = readme.read_text()
-    if START not in src or END not in src:
-        sys.exit(f"README.md has no results markers ({START} ... {END})")
-    new = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: f"{START}\n{text}{END}", src, flags=re.S)
-    readme.write_text(new)
-    print(f"README.md results section rewritten from {folder}")
+    if "--readme" in argv:
+        for rel in rewrite(folder):
+            print(f"{rel}: results rewritten from {folder}")
+    else:
+        print(headline(folder) if "--headline" in argv else section(folder))
 
 
 if __name__ == "__main__":
