@@ -23,6 +23,7 @@ TASKS3 = ["sst", "quora", "sts"]
 METRIC = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFIMDB acc"}
 
 # %% ../notebooks/09_figures.ipynb #c004
+# Plumbing: reading results/*.json into one table, one protocol at a time, Mean Teacher students as runs
 def load_results(folder="results", recursive: bool = False, complete_only: bool = True) -> pd.DataFrame:
     """One row per (run, epoch): experiment, model, recipe, quick, seed, epoch, dev_<task>, train_<task>, wall_s,
     file, tag (the sub-folder, for search runs) and the config fields a recipe varies. A run still in progress
@@ -186,6 +187,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
     return fig
 
 # %% ../notebooks/09_figures.ipynb #c021
+# Plumbing: the figures' sweeps, their aliases and the curve drawing
 SWEEPS = {
     "fig3_batch_size": ["fig3-batch8", "fig3-batch32", "fig3-batch64"],
     "fig4_sts_loss": ["fig4-sts-ce", "fig4-sts-mse-linear", "fig4-sts-mse"],
@@ -316,6 +318,7 @@ def fmt_paired(p: dict) -> str:
     return f"{p['mean']:+.3f}{ci} ({p['n']} seed{'s' if p['n'] != 1 else ''})"
 
 # %% ../notebooks/09_figures.ipynb #c033
+# Plumbing: the claims, each with the rule's and the paired verdict
 # (the paper's claim — or ours, marked —, row a, row b, task, the expected sign of a − b, the figure that shows it)
 CLAIMS = [
     ("balanced round-robin beats uneven round-robin (average of the three tasks)", "rr-balanced", "rr-uneven", "avg", +1,

@@ -408,6 +408,7 @@ def show_predictions(*_):
 # its heads were trained, and runs the example again.
 
 # %%
+# Plumbing: the page's model list, its default, and training one when there is none
 def choose_model(*_):
     status.value = f"<i>loading {html.escape(model_dd.value)}…</i>"
     try:
