@@ -14,7 +14,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 __all__ = ["Canvas", "data_pipeline", "head_split", "post_ln_layer", "bert_embeddings", "adamw_state",
            "batching_pipeline", "multitask_model", "rounds_grid", "mean_teacher", "results_pipeline",
-           "playground_flow", "pcgrad_projection", "shards"]
+           "playground_flow", "pcgrad_projection", "shards", "colab_protocol"]
 
 KIND = {"data": "#dbe9f6", "op": "#fde3bf", "norm": "#e4d7f2", "param": "#d6efd0", "head": "#f6d0d0",
         "note": "#f0f0f0", "plain": "white"}
@@ -471,4 +471,19 @@ def shards(batch: int = 7, world: int = 2):
                h=0.8, kind="param", fontsize=8)
     c.text(12, 0.4, "then every process takes the same optimizer step: the model copies never drift apart",
            fontsize=8, color="0.35")
+    return c.show()
+
+
+# ------------------------------------------------------------------------------------------------ 13 reproduce on Colab
+
+def colab_protocol():
+    """Notebook 13: the protocol's runs on a Colab GPU, kept on Google Drive, resumed after a disconnect."""
+    c = Canvas(24, 7.0, "13 · the paper's protocol on Colab: runs on Drive, resumed after a disconnect, figures redrawn")
+    plan = c.box(2.8, 3.6, "preset 'paper'\nrows × seeds 0–2\n(estimate first)", w=4.6, h=1.8, kind="note")
+    gpu = c.box(8.8, 3.6, "Colab GPU\nmtbert train …\n--resume", w=4.0, h=1.8)
+    drive = c.box(14.8, 3.6, "Google Drive\nruns/<run>/last.safetensors\nresults/<run>.json", w=5.2, h=1.8, kind="param")
+    figs = c.box(21.0, 3.6, "notebook 09's figures\nyours beside\nthe committed ones", w=4.4, h=1.8, kind="data")
+    c.arrow(plan.right, gpu.left, "next run", text_offset=(-0.7, 0.35)); c.arrow(gpu.right, drive.left, "every epoch", text_offset=(-0.9, 0.35))
+    c.arrow(drive.right, figs.left)
+    c.arrow(drive.bottom, gpu.bottom, "disconnect: resume from\nthe last epoch", rad=-0.5, text_offset=(0.6, -1.5))
     return c.show()

@@ -53,6 +53,15 @@ if "google.colab" in sys.modules:
     os.chdir("/content/mtbert/notebooks"); sys.path.insert(0, "/content/mtbert")
 
 # %% [markdown]
+# What this notebook does, in one picture: it runs the protocol's training runs one after the other on the GPU,
+# keeps every run's checkpoint and result on Google Drive, resumes a run from its last epoch after a disconnect,
+# and redraws notebook 09's figures from your own results.
+
+# %%
+from mtbert_lib import diagrams
+diagrams.colab_protocol();
+
+# %% [markdown]
 # ## 1. Where the runs go
 #
 # On Colab the next cell asks for access to your Drive (answer the pop-up); elsewhere it does nothing.
