@@ -779,7 +779,7 @@ def load_last(R: Run, log):
     started = R.state["provenance"]
     R.state = {"skipped_in_a_row": 0, **ck["state"]}
     if "provenance" in R.state:  # what the run continues with, if another revision: the result says so
-        R.state.setdefault("resumed_with", []).append({k: started[k] for k in ("git_revision", "git_dirty", "git_diff_sha256", "hardware")})
+        R.state.setdefault("resumed_with", []).append({k: started[k] for k in ("git_revision", "git_dirty", "git_diff_sha256", "hardware", "world_size") if k in started})
     set_rng_states(ck["rng"], R.device)
     log(f"resumed {R.dir} at epoch {R.state['epoch']} (step {R.state['step']})")
 
