@@ -190,8 +190,12 @@ GRADER_CELL = r"^(check_\w+)\(.*\)\s*$"  # a line calling one of mtbert_lib.grad
 EXERCISE_LINE = r"^EXERCISE (\S+): (PASS|TODO|FAIL: .*)$"
 
 
-def grade_notebook(path, timeout: int = 1800, echo=print):
-    """Execute a notebook top to bottom (quick mode, in its own folder) with nbclient and collect its exercise lines.
+def grade_notebook(path, timeout: int = 1800, echo=print, run_all: bool = False):
+    """Execute a notebook (quick mode, in its own folder) with nbclient and collect its exercise lines.
+
+    By default the cells run from the top down to the last grader cell: the cells after it are the notebook's demos
+    (quick training runs, figures), which cannot change a grade and would make the learner wait minutes for it;
+    `run_all=True` (`mtbert grade --all`) runs them too and reports their crashes like any other.
 
     Returns (results, crashes): results maps each exercise to PASS, TODO or FAIL: reason, in notebook order; crashes
     lists one line per cell that failed outside the exercises. Not crashes: an error in an exercise cell (its grader
@@ -244,6 +248,8 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
             for i, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue
+                if i > max(graders) and not run_all:
+                    break  # the demos after the last grader: they cannot change a grade (--all runs them)
                 error = None
                 try:
                     client.execute_cell(cell, i)
@@ -287,7 +293,7 @@ def grade_notebook(path, timeout: int = 1800, echo=print):
 
 
 def cmd_grade(a):
-    results, crashes = grade_notebook(a.notebook, a.timeout)
+    results, crashes = grade_notebook(a.notebook, a.timeout, run_all=a.all)
     a.status = 2 if crashes else (0 if all(s == "PASS" for s in results.values()) else 1)
 
 
@@ -322,7 +328,7 @@ def build_parser():
                                           "training data, dev scores beside the baselines; result and checkpoint in runs/main")
     mj.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm (default) | bert-base-uncased | checkpoint folder")
     mj.add_argument("--out", default="runs/main", help="folder for the run's checkpoint and result (never results/)")
-    mj.add_argument("--quick", action="store_true", help="96 training examples per task, 128 dev examples (also MTBERT_QUICK=1)")
+    mj.add_argument("--quick", action="store_true", help="64 training examples per task, 64 dev examples (also MTBERT_QUICK=1)")
     mj.add_argument("--threads", type=int)
     mj.add_argument("--no-progress", action="store_true")
     mj.set_defaults(func=cmd_main_job)
@@ -361,10 +367,12 @@ def build_parser():
     bl.set_defaults(func=cmd_baselines)
     e = sub.add_parser("experiments", help="list the named experiments")
     e.set_defaults(func=cmd_experiments)
-    g = sub.add_parser("grade", help="run a notebook's exercises (quick mode): one line PASS / TODO / FAIL per exercise; "
-                                     "exit 0 only when all pass, 1 otherwise, 2 when a cell outside the exercises crashes")
+    g = sub.add_parser("grade", help="run a notebook's exercises (quick mode) down to its last grader cell: one line "
+                                     "PASS / TODO / FAIL per exercise; exit 0 only when all pass, 1 otherwise, 2 when a "
+                                     "cell outside the exercises crashes")
     g.add_argument("notebook", help="e.g. notebooks/exercises/01_attention.ipynb")
     g.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
+    g.add_argument("--all", action="store_true", help="run the whole notebook, the demos after the last grader cell too")
     g.set_defaults(func=cmd_grade)
     return p
 

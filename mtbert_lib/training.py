@@ -126,8 +126,8 @@ class TrainConfig(MethodConfig):
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
         small = lambda v, n: n if v is None else min(v, n)  # never enlarges a limit already set
-        return replace(self, epochs=min(self.epochs, 2), train_limit=small(self.train_limit, 96),
-                       dev_limit=small(self.dev_limit, 128), train_eval_limit=min(self.train_eval_limit, 64),
+        return replace(self, epochs=min(self.epochs, 2), train_limit=small(self.train_limit, 64),
+                       dev_limit=small(self.dev_limit, 64), train_eval_limit=min(self.train_eval_limit, 32),
                        max_length=min(self.max_length, 128))
 
     def validate(self):

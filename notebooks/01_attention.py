@@ -74,7 +74,7 @@ def scaled_dot_product_attention(q, k, v, key_mask=None, dropout_p: float = 0.0,
     return weights_dropped @ v, weights
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_attention(scaled_dot_product_attention)
 
 # %% [markdown]
@@ -134,7 +134,7 @@ def merge_heads(x):
     return x.transpose(1, 2).reshape(B, T, h * d)
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_heads(split_heads, merge_heads)
 
 # %%

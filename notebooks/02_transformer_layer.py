@@ -127,7 +127,7 @@ class TransformerLayer(nn.Module):
         return self.ffn_norm(h, self.ffn(h))  # (B, T, H)
         ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_transformer_layer(TransformerLayer)
 
 # %% [markdown]

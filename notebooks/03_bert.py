@@ -127,7 +127,7 @@ class BertEmbeddings(nn.Module):
         return self.dropout(self.LayerNorm(x))
         ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_embeddings(BertEmbeddings)
 
 # %% [markdown]
@@ -174,7 +174,7 @@ class BertOutput:
     last_hidden_state: torch.Tensor  # (B, T, H)
     pooler_output: torch.Tensor  # (B, H)
 
-# %%
+# %% tags=["nbval-check-output"]
 check_pooler(BertPooler)
 
 # %% [markdown]

@@ -141,7 +141,7 @@ def _loop_update(opt, group, params):
         p.addcdiv_(m, denom, value=-lr / bias1)  # θ ← θ − α m̂ / (√v̂ + ε)
         ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_adamw(AdamW)
 
 # %% [markdown]

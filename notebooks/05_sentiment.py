@@ -181,7 +181,7 @@ def make_batches(lengths, batch_size: int, rng: np.random.Generator | None = Non
     return batches
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 from mtbert_lib.grading import check_make_batches
 check_make_batches(make_batches)
 

@@ -173,7 +173,7 @@ def pair_features(u, v):
     return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)  # (B, 4H)
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 from mtbert_lib.grading import check_pair_features, check_task_heads
 check_pair_features(pair_features)
 
@@ -199,7 +199,7 @@ def task_heads(hidden: int, pair_enc: dict, sts_head: str) -> nn.ModuleDict:
     })
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 check_task_heads(task_heads)
 
 # %% [markdown]

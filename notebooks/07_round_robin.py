@@ -108,7 +108,7 @@ def balanced_round_robin(lengths: dict, batch_size: int, rng, bucket: int = 0):
 
 SCHEDULES = {"single": single_task, "uneven": uneven_round_robin, "balanced": balanced_round_robin}
 
-# %%
+# %% tags=["nbval-check-output"]
 from mtbert_lib.grading import check_balanced_round_robin
 check_balanced_round_robin(balanced_round_robin)
 
@@ -249,8 +249,8 @@ class TrainConfig(MethodConfig):
     def quick(self):
         """A copy that runs in well under a minute per epoch on 2 CPU cores."""
         small = lambda v, n: n if v is None else min(v, n)  # never enlarges a limit already set
-        return replace(self, epochs=min(self.epochs, 2), train_limit=small(self.train_limit, 96),
-                       dev_limit=small(self.dev_limit, 128), train_eval_limit=min(self.train_eval_limit, 64),
+        return replace(self, epochs=min(self.epochs, 2), train_limit=small(self.train_limit, 64),
+                       dev_limit=small(self.dev_limit, 64), train_eval_limit=min(self.train_eval_limit, 32),
                        max_length=min(self.max_length, 128))
 
     def validate(self):
@@ -1105,7 +1105,7 @@ def predict_checkpoint(checkpoint, out_dir="predictions", splits=("dev", "test-s
 # %% [markdown]
 # ## 9. A real (quick) run: balanced round-robin, specialized loss
 #
-# Two epochs on 96 examples per task (quick mode) of the row-7 recipe. `mtbert train --experiment
+# Two epochs on 64 examples per task (quick mode) of the row-7 recipe. `mtbert train --experiment
 # rr-balanced-specialized` runs the full protocol; `results/` holds the JSON of every run.
 
 # %%
@@ -1168,7 +1168,7 @@ plt.show()
 # ln 5 ≈ 1.6 (a uniform guess), Quora's binary cross-entropy near ln 2 ≈ 0.69, and STS's mean squared error on the
 # 0–5 scale is several times larger than both until its head has learnt where the scores lie. In a *summed* loss
 # (`update="sum"`) the task with the largest numbers dominates the gradient. The dots scatter widely around the
-# averages: a batch of 8 is a noisy sample, which is why curves of real runs are always smoothed. (Quick mode: 96
+# averages: a batch of 8 is a noisy sample, which is why curves of real runs are always smoothed. (Quick mode: 64
 # examples a task and two epochs, so this shows the machinery, not a real run; the `results/*.json` of full runs
 # hold the same keys, and `step_loss_curves` reads them.)
 

@@ -98,7 +98,7 @@ def ema_update(teacher, student, decay: float):
 def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
     return min(decay, 1.0 - 1.0 / (step + 1)) if warmup else decay
 
-# %%
+# %% tags=["nbval-check-output"]
 check_ema_update(ema_update)
 
 # %%
@@ -150,7 +150,7 @@ def sigmoid_rampup(step: int, length: int) -> float:
     t = min(max(step / length, 0.0), 1.0)
     return math.exp(-5.0 * (1.0 - t) ** 2)
 
-# %%
+# %% tags=["nbval-check-output"]
 check_symmetric_kl(symmetric_kl)
 
 # %% [markdown]
@@ -282,9 +282,13 @@ print(f"a 2-epoch run: {total:,} steps; ramp-up {ramp:,} steps ({RAMPUP_SHARE:.1
 # ## 5. Figure 5's three variants in quick mode: the machinery runs (not an answer)
 #
 # Balanced round-robin with the specialized loss, without a teacher, with an MSE teacher and with a KL teacher.
-# Quick mode (96 training examples per task, 2 epochs, 128 dev examples) only shows that the machinery runs: its
-# numbers say nothing about Mean Teacher (STS stays far below MiniLM's zero-shot 0.84 after 24 steps). Whether it
-# helps is answered from full runs in section 7.
+# Quick mode (64 training examples per task, 2 epochs, 64 dev examples) only shows that the machinery runs: its
+# numbers say nothing about Mean Teacher (STS stays far below MiniLM's zero-shot 0.84 after 16 steps per task). Whether
+# it helps is answered from full runs in section 7.
+#
+# The KL run also scores the student on dev after each epoch (`eval_student_too=True`: `dev_student` in the history,
+# next to the teacher's `dev`) and the model before the first step (`eval_before=True`), where the teacher is still
+# an exact copy of the student. Section 6 draws it.
 
 # %%
 import tempfile
@@ -292,41 +296,39 @@ from dataclasses import replace
 from mtbert_lib.training import TrainConfig, train
 base = TrainConfig(name="fig5-demo", schedule="balanced", update="per_task", sts_head="regression", pooling="mean",
                    ema_decay=0.99).quick()
+runs = {}
 with tempfile.TemporaryDirectory() as d:
     for kind in ["none", "mse", "kl"]:
-        r = train(replace(base, consistency=kind, name=f"fig5-{kind}"), run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
-        print(f"quick mode — Mean Teacher {kind:4s}: dev", {k: round(v, 3) for k, v in r["best_dev"].items()})
+        cfg = replace(base, consistency=kind, name=f"fig5-{kind}", eval_before=kind == "kl", eval_student_too=kind == "kl")
+        runs[kind] = train(cfg, run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
+        print(f"quick mode — Mean Teacher {kind:4s}: best dev", {k: round(v, 3) for k, v in runs[kind]["best_dev"].items()})
 
 # %% [markdown]
 # ## 6. Teacher and student, epoch by epoch
 #
-# Which of the two is better, and when? `eval_student_too=True` scores the student on dev as well after each epoch
-# (`dev_student` in the history, next to the teacher's `dev`); `eval_before=True` adds the scores before the first
-# step, where the teacher is still an exact copy of the student. A KL teacher, three quick epochs:
+# The KL run of section 5, its teacher and its student on dev before the first step and after each epoch:
 
 # %%
-cfg = replace(base, consistency="kl", name="fig5-kl-curves", epochs=3, eval_before=True, eval_student_too=True)
-with tempfile.TemporaryDirectory() as d:
-    r = train(cfg, run_dir=d, results_dir=None, progress=False, log=lambda *a: None)
+r = runs["kl"]
 epochs = [0] + [e["epoch"] for e in r["epochs"]]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.2), sharex=True)
-for ax, task in zip(axes, cfg.eval_tasks):
+for ax, task in zip(axes, base.eval_tasks):
     ax.plot(epochs, [r["dev_before"][task]] + [e["dev"][task] for e in r["epochs"]], "o-", label="teacher (EMA)")
     ax.plot(epochs, [r["dev_before"][task]] + [e["dev_student"][task] for e in r["epochs"]], "s--", label="student")
     ax.set_title(task); ax.set_xlabel("epoch"); ax.set_xticks(epochs)
 axes[0].set_ylabel("dev metric (quick mode)"); axes[0].legend()
 plt.show()
 for e in r["epochs"]:
-    print(f"epoch {e['epoch']}: teacher", {t: round(v, 3) for t, v in e["dev"].items()},
+    print(f"quick mode | epoch {e['epoch']}: teacher", {t: round(v, 3) for t, v in e["dev"].items()},
           "| student", {t: round(v, 3) for t, v in e["dev_student"].items()})
 
 # %% [markdown]
 # What to notice: at epoch 0 the two are the same model. Afterwards the teacher *lags*: it averages the students of
-# all the students so far (here α = 0.99: their plain mean up to step 99, then a moving average over roughly the
-# last 100 steps, almost three quick epochs of 36 steps), so where the student is still
+# all the steps so far (here α = 0.99: their plain mean up to step 99, then a moving average over roughly the
+# last 100 steps — longer than this whole quick run), so where the student is still
 # improving fast the teacher is behind it, and where the student's scores jump around from epoch to epoch the
 # teacher's move less. That smoothing is what the paper hopes for: a teacher at least as good as the student, with
-# less noise. With 96 training examples per task these curves are mostly noise themselves — run
+# less noise. With 64 training examples per task these curves are mostly noise themselves — run
 # `mtbert train --experiment rr-balanced-specialized-mt --set eval_student_too=true` for the real picture.
 
 # %% [markdown]

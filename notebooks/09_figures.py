@@ -523,7 +523,7 @@ def paired_difference(a: pd.Series, b: pd.Series, confidence: float = 0.95) -> t
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half), n
     ### END SOLUTION
 
-# %%
+# %% tags=["nbval-check-output"]
 from mtbert_lib.grading import check_paired_difference
 check_paired_difference(paired_difference)
 

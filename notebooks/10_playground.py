@@ -147,7 +147,7 @@ def find_checkpoints(root="runs") -> list:
 # Which checkpoint answers by default? Each run's result JSON (written next to its run folder by `make run`, or into
 # `results/` by `mtbert train`) holds its dev scores; `ranked_checkpoints` puts the runs that trained all three tasks
 # on the full training data first, the highest mean dev score first among them, and quick runs (a pipeline check on
-# 96 examples per task) last.
+# 64 examples per task) last.
 
 # %%
 #| export

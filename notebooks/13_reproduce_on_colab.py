@@ -67,7 +67,7 @@ diagrams.colab_protocol();
 # On Colab the next cell asks for access to your Drive (answer the pop-up); elsewhere it does nothing.
 
 # %%
-import os, sys
+import os, shutil, sys
 from pathlib import Path
 
 QUICK = os.environ.get("MTBERT_QUICK") == "1"
@@ -79,6 +79,8 @@ if ON_COLAB:
     HOME = Path("/content/drive/MyDrive/mtbert")
 else:
     HOME = ROOT / "runs" / ("colab-quick" if QUICK else "colab")
+    if QUICK:  # the pipeline check starts from nothing each time: its folder is scratch (a real run's never is removed)
+        shutil.rmtree(HOME, ignore_errors=True)
 RESULTS, RUNS = HOME / "results", HOME / "runs"
 RESULTS.mkdir(parents=True, exist_ok=True); RUNS.mkdir(parents=True, exist_ok=True)
 show = lambda p: p if ON_COLAB else p.relative_to(ROOT)  # noqa: E731
@@ -93,6 +95,7 @@ print(f"results -> {show(RESULTS)}\ncheckpoints -> {show(RUNS)}" + ("  (quick mo
 # the protocol continues in the next one where it stopped.
 
 # %%
+import re
 import torch
 sys.path.insert(0, str(ROOT / "tools"))
 import run_protocol
@@ -102,7 +105,18 @@ print("device:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else
 SELECT = ["--only", "^fig5-mt-(none|kl)$", "--seeds", "0", "--quick"] if QUICK else []
 ARGS = ["--preset", "paper", "--results-dir", str(RESULTS), "--run-dir", str(RUNS), "--threads", str(torch.get_num_threads()),
         *SELECT]
-run_protocol.main([*ARGS, "--estimate-only"])
+
+
+def no_times(line, **kw):
+    """Quick mode: the output stored in this notebook keeps no seconds or rates (a rerun measures its own)."""
+    line = re.sub(r" \| \d+s$", "", line)
+    line = re.sub(r"about [\d.]+ h on this device \(([^:]+): [\d.]+ training examples/s measured on ([^)]*)\)",
+                  r"timed on \1 with \2 (quick mode: the hours are not stored)", line)
+    print(("quick mode | " if QUICK else "") + line, flush=True)
+
+
+LOG = no_times if QUICK else print
+run_protocol.main([*ARGS, "--estimate-only"], log=LOG)
 
 # %% [markdown]
 # ## 3. Run the protocol
@@ -111,7 +125,7 @@ run_protocol.main([*ARGS, "--estimate-only"])
 # session disconnects, reconnect and run the notebook from the top: the plan skips what is done.
 
 # %%
-rc = run_protocol.main(ARGS)
+rc = run_protocol.main(ARGS, log=LOG)
 print("protocol finished" if rc == 0 else f"a run failed (exit {rc}): rerun this cell to resume")
 
 # %% [markdown]
@@ -119,7 +133,7 @@ print("protocol finished" if rc == 0 else f"a run failed (exit {rc}): rerun this
 # would continue from its `last` checkpoint instead.)
 
 # %%
-rc = run_protocol.main(ARGS)
+rc = run_protocol.main(ARGS, log=LOG)
 
 # %% [markdown]
 # ## 4. Your figures beside the committed ones

@@ -1,14 +1,16 @@
 """The graded exercises: the student edition is exactly what tools/exercises.py generates, and `mtbert grade` runs
-every notebook with exercises top to bottom (quick mode) and reports each exercise.
+every notebook with exercises down to its last grader cell (quick mode) and reports each exercise.
 
 * the student edition (notebooks/exercises/): every exercise TODO, nothing crashes, exit status 1;
-* the solution notebooks (notebooks/NN_*.ipynb): every exercise PASS, exit status 0;
+* the solution notebooks (notebooks/NN_*.ipynb): every grader cell is checked by nbval (its stored output, PASS,
+  is compared on each run); `mtbert grade` on two of them: every exercise PASS, exit status 0;
 * a small notebook with a syntax error in an exercise, a wrong answer, an unfinished one, a later cell broken by the
   wrong answer and a crash: FAIL (with the reason), FAIL, TODO, one AFTER FAIL line that names the exercise to fix
-  (not a crash) and one CRASH line, exit status 2.
+  (not a crash) and one CRASH line, exit status 2, with `--all`; without it the cells after the last grader (the
+  crash among them) do not run: exit status 1.
 
 The `mtbert grade` runs are subprocesses started together by one fixture, two at a time (one torch thread each),
-the longest first: executing 13 notebooks is most of this file's time.
+the longest first. nbval runs every notebook whole (the demos after the graders included).
 """
 import os
 import re
@@ -29,6 +31,8 @@ SOLUTIONS = {name: found for name, found in SOLUTIONS.items() if found}
 # The order the notebooks are graded in: the slowest first (the others are placed by number, later ones first).
 SLOWEST = ["08_mean_teacher", "07_round_robin", "05_sentiment", "06_multitask", "03_bert", "04_adamw"]
 LONGEST_FIRST = [n for n in SLOWEST if n in SOLUTIONS] + sorted(set(SOLUTIONS) - set(SLOWEST), reverse=True)
+# `mtbert grade` on the solutions: two notebooks (exit status 0); nbval checks every grader cell of every solution.
+GRADED_SOLUTIONS = ["01_attention", "04_adamw"]
 LINE = re.compile(r"^EXERCISE (\S+): (PASS|TODO|FAIL: .*)$")
 
 
@@ -73,12 +77,12 @@ BROKEN = [
 ]
 
 
-def _grade(path: Path):
+def _grade(path: Path, *flags):
     env = dict(os.environ, MTBERT_QUICK="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                MTBERT_DATA=os.environ.get("MTBERT_DATA", str(ROOT / "data")),  # the broken notebook is outside the project
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-m", "mtbert_lib.cli", "grade", str(path)], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "mtbert_lib.cli", "grade", str(path), *flags], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=1800)
     return r, time.time() - t0
 
@@ -90,11 +94,12 @@ def graded(tmp_path_factory):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in BROKEN])
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(nb, broken)
-    jobs = [(edition, name, NBS / f"{name}.ipynb" if edition == "solution" else NBS / "exercises" / f"{name}.ipynb")
-            for name in LONGEST_FIRST for edition in ("solution", "student")] + [("broken", "broken", broken)]
+    jobs = [("student", name, NBS / "exercises" / f"{name}.ipynb") for name in LONGEST_FIRST]
+    jobs += [("solution", name, NBS / f"{name}.ipynb") for name in GRADED_SOLUTIONS]
+    jobs += [("broken", "broken", broken, "--all"), ("broken", "to-last-grader", broken)]
     t0 = time.time()
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        done = dict(zip([(e, n) for e, n, _ in jobs], pool.map(lambda job: _grade(job[2]), jobs)))
+        done = dict(zip([job[:2] for job in jobs], pool.map(lambda job: _grade(*job[2:]), jobs)))
     print(f"\nmtbert grade on {len(jobs)} notebooks: {time.time() - t0:.0f} s wall; "
           + ", ".join(f"{e[:3]} {n[:2]} {s:.0f}s" for (e, n), (_, s) in done.items()))
     return done
@@ -104,7 +109,20 @@ def _lines(r):
     return [LINE.match(line).groups() for line in r.stdout.splitlines() if LINE.match(line)]
 
 
-@pytest.mark.parametrize("name", LONGEST_FIRST)
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_every_grader_cell_of_the_solutions_is_checked_by_nbval(name):
+    """nbval (`make nbval`) runs every solution notebook whole and compares each grader cell's output with the stored
+    one, `EXERCISE <name>: PASS`: that is where every solution is graded on each test run. `mtbert grade` itself
+    grades two solution notebooks below (its exit status 0)."""
+    nb = nbformat.read(NBS / f"{name}.ipynb", as_version=4)
+    graders = [c for c in nb.cells if c.cell_type == "code" and re.search(r"^check_\w+\(", c.source, re.M)]
+    assert [c.metadata.get("tags", []) for c in graders] == [["nbval-check-output"]] * len(graders), \
+        f"{name}: tag each grader cell nbval-check-output (# %% tags=[\"nbval-check-output\"] in notebooks/{name}.py)"
+    assert ["".join(o.get("text", "") for o in c.outputs) for c in graders] == \
+        [f"EXERCISE {e}: PASS\n" for e in SOLUTIONS[name]]
+
+
+@pytest.mark.parametrize("name", GRADED_SOLUTIONS)
 def test_solution_notebook_passes_every_exercise(name, graded):
     r, _ = graded["solution", name]
     assert r.returncode == 0 and "CRASH" not in r.stdout, f"mtbert grade notebooks/{name}.ipynb:\n{r.stdout}{r.stderr[-2000:]}"
@@ -130,6 +148,14 @@ def test_grade_reports_fail_todo_and_crash(graded):
     assert len(crashes) == 1 and "ZeroDivisionError" in crashes[0], r.stdout
     after = [line for line in r.stdout.splitlines() if line.startswith("AFTER FAIL")]
     assert len(after) == 1 and "AssertionError (no message)" in after[0] and "exercise heads" in after[0], r.stdout
+
+
+def test_grade_stops_after_the_last_grader_cell_unless_all(graded):
+    """Without --all the demos after the last grader cell do not run: the broken notebook's `1 / 0` is not reached."""
+    r, _ = graded["broken", "to-last-grader"]
+    assert r.returncode == 1 and "CRASH" not in r.stdout, r.stdout + r.stderr[-2000:]
+    assert [n for n, _ in _lines(r)] == ["attention", "heads", "symmetric_kl"]
+    assert graded["broken", "broken"][0].returncode == 2  # with --all the same notebook crashes in its last cell
 
 
 def test_grade_bad_input(tmp_path):

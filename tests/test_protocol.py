@@ -66,3 +66,12 @@ def test_paper_preset_prints_its_estimate_before_it_starts(tiny_bert_dir, small_
     assert rc == 0 and "paper protocol: 48 runs (16 rows x seeds)" in out
     assert "estimate: 48 of 48 runs left, about" in out and "training examples/s measured" in out
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_run_logged_passes_every_line_of_a_run_through_log():
+    """The protocol's runs print through `log` (notebook 13 keeps times out of its stored quick output that way)."""
+    import run_protocol
+    got = []
+    rc = run_protocol.run_logged([sys.executable, "-c", "import sys; print('epoch 1 | 12s'); print('oops', file=sys.stderr); "
+                                  "sys.stdout.flush(); sys.exit(3)"], log=lambda line, **kw: got.append(line))
+    assert rc == 3 and sorted(got) == ["epoch 1 | 12s", "oops"]

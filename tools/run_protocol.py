@@ -186,13 +186,23 @@ def run_preset(a, results, log=print):
             log(f"done: {name} seed {seed}", flush=True)
             continue
         log(f"{done}/{cfg.epochs} epochs: {name} seed {seed} -> {f.name}", flush=True)
-        rc = subprocess.run(train_command(name, seed, model, recipe, a, results), cwd=ROOT).returncode
+        rc = run_logged(train_command(name, seed, model, recipe, a, results), log)
         if rc != 0:
             return rc
     return 0
 
 
-def main(argv=None):
+def run_logged(cmd, log=print) -> int:
+    """Run a command with its output (stdout and stderr, line by line) passed through `log`; its exit status."""
+    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as p:
+        for line in p.stdout:
+            log(line.rstrip("\n"), flush=True)
+    return p.returncode
+
+
+def main(argv=None, log=print):
+    """`log` receives every line the protocol prints, its runs' output included (notebook 13 passes one that keeps
+    machine-dependent times out of a quick run's stored output)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="default: minilm (--preset paper: bert-base-uncased on a GPU)")
     ap.add_argument("--threads", type=int, default=2)
@@ -212,7 +222,7 @@ def main(argv=None):
     results, started = Path(a.results_dir).resolve(), 0
     if a.preset:
         a.run_dir = str(Path(a.run_dir).resolve())
-        return run_preset(a, results)
+        return run_preset(a, results, log)
     a.model = a.model or "minilm"
     for name, seed in (beyond_plan() if a.beyond else plan(a.model)):
         if a.only and not re.search(a.only, name) or a.seeds and str(seed) not in a.seeds.split(","):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Table 1's eight rows in quick mode (96 training examples per task, 2 epochs, 128 dev examples per task) on the
+# Table 1's eight rows in quick mode (64 training examples per task, 2 epochs, 64 dev examples per task) on the
 # offline default model; one JSON each in results/. Usage: tools/run_table1_quick.sh [SEED] [extra mtbert train args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
