@@ -95,7 +95,7 @@ def test_train_flags_reach_the_config(monkeypatch, capsys, tmp_path):
     assert cfg.name == "only-sst" and cfg.seed == 3 and cfg.epochs == 1
     assert cfg.pooling == "mean" and cfg.lr == 2e-5 and cfg.eval_tasks == ("sst", "sts")
     assert cfg.train_limit == 16 and cfg.dev_limit == 16  # --quick never enlarges an explicit --set limit
-    assert cfg.train_eval_limit == 64 and cfg.max_length == 128
+    assert cfg.train_eval_limit == 32 and cfg.max_length == 128
     assert seen["resume"] is True and seen["progress"] is False
     assert seen["run_dir"] == str(tmp_path / "r") and seen["results_dir"] == str(tmp_path / "s")
     assert "best dev (epoch 1): sst 0.500" in capsys.readouterr().out
@@ -107,7 +107,7 @@ def test_quick_defaults(monkeypatch):
                         {"best_dev": {}, "best_epoch": 1, "checkpoint": "-"})
     assert main(["train", "--experiment", "rr-balanced", "--quick", "--no-progress"]) == 0
     cfg = seen["cfg"]
-    assert (cfg.train_limit, cfg.dev_limit, cfg.train_eval_limit, cfg.epochs) == (96, 128, 64, 2)
+    assert (cfg.train_limit, cfg.dev_limit, cfg.train_eval_limit, cfg.epochs) == (64, 64, 32, 2)
     assert cfg.schedule == "balanced" and cfg.update == "sum" and cfg.sts_head == "classification"
 
 
