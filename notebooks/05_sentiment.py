@@ -274,7 +274,7 @@ class SentimentClassifier(nn.Module):
         return self.head(self.dropout(pooled))
 
 # %% [markdown]
-# A short run on SST (quick mode: 2 epochs on 512 training sentences and 300 dev sentences; the full protocol is
+# A short run on SST (quick mode: 2 epochs on 256 training sentences and 300 dev sentences; the full protocol is
 # 10 epochs on everything). The numbers in this notebook are from MiniLM, whose pooler was never trained — see
 # notebook 06 for poolings that suit it; `results/` has full runs.
 #
@@ -320,7 +320,7 @@ def fit_sentiment(task, mode, epochs, limit=None, dev_limit=None, batch_size=8):
         print(f"{'quick mode | ' if QUICK else ''}{task} {mode} epoch {epoch}: last train loss {loss.item():.3f}, dev accuracy {task_metric(task, preds, dev.labels):.3f}")
     return model, dev
 
-model, dev = fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=512 if QUICK else None,
+model, dev = fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=256 if QUICK else None,
                            dev_limit=300 if QUICK else None)
 
 # %% [markdown]
@@ -329,7 +329,7 @@ model, dev = fit_sentiment("sst", "finetune", epochs=2 if QUICK else 10, limit=5
 # One accuracy number hides *which* mistakes the model makes. A **confusion matrix** counts, for every true class
 # (row), how often each class was predicted (column); the diagonal holds the correct answers. scikit-learn's
 # `confusion_matrix` does the counting. The model is the one just trained: in quick mode (this stored run) MiniLM
-# fine-tuned for 2 epochs on 512 random training sentences and scored on 300 random dev sentences, so expect a weak
+# fine-tuned for 2 epochs on 256 random training sentences and scored on 300 random dev sentences, so expect a weak
 # model; the full 10-epoch runs on all of SST are in notebook 09 and the README's §4.1 table.
 #
 # The colour of a cell is its share of the row (how the sentences of one true class were spread over the

@@ -282,8 +282,8 @@ print(f"a 2-epoch run: {total:,} steps; ramp-up {ramp:,} steps ({RAMPUP_SHARE:.1
 # ## 5. Figure 5's three variants in quick mode: the machinery runs (not an answer)
 #
 # Balanced round-robin with the specialized loss, without a teacher, with an MSE teacher and with a KL teacher.
-# Quick mode (64 training examples per task, 2 epochs, 64 dev examples) only shows that the machinery runs: its
-# numbers say nothing about Mean Teacher (STS stays far below MiniLM's zero-shot 0.84 after 16 steps per task). Whether
+# Quick mode, smaller still (32 training examples per task, 2 epochs, 64 dev examples) only shows that the machinery runs: its
+# numbers say nothing about Mean Teacher (STS stays far below MiniLM's zero-shot 0.84 after 8 steps per task). Whether
 # it helps is answered from full runs in section 7.
 #
 # The KL run also scores the student on dev after each epoch (`eval_student_too=True`: `dev_student` in the history,
@@ -295,7 +295,7 @@ import tempfile
 from dataclasses import replace
 from mtbert_lib.training import TrainConfig, train
 base = TrainConfig(name="fig5-demo", schedule="balanced", update="per_task", sts_head="regression", pooling="mean",
-                   ema_decay=0.99).quick()
+                   ema_decay=0.99, train_limit=32).quick()
 runs = {}
 with tempfile.TemporaryDirectory() as d:
     for kind in ["none", "mse", "kl"]:
@@ -328,7 +328,7 @@ for e in r["epochs"]:
 # last 100 steps — longer than this whole quick run), so where the student is still
 # improving fast the teacher is behind it, and where the student's scores jump around from epoch to epoch the
 # teacher's move less. That smoothing is what the paper hopes for: a teacher at least as good as the student, with
-# less noise. With 64 training examples per task these curves are mostly noise themselves — run
+# less noise. With 32 training examples per task these curves are mostly noise themselves — run
 # `mtbert train --experiment rr-balanced-specialized-mt --set eval_student_too=true` for the real picture.
 
 # %% [markdown]
