@@ -2,7 +2,10 @@
 §4.1, notebook 11's techniques), and notebook 11's rows that start from the MLM folder keep that model."""
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from mtbert_lib.experiments import BEYOND, TABLE1
 
@@ -75,3 +78,15 @@ def test_run_logged_passes_every_line_of_a_run_through_log():
     rc = run_protocol.run_logged([sys.executable, "-c", "import sys; print('epoch 1 | 12s'); print('oops', file=sys.stderr); "
                                   "sys.stdout.flush(); sys.exit(3)"], log=lambda line, **kw: got.append(line))
     assert rc == 3 and sorted(got) == ["epoch 1 | 12s", "oops"]
+
+
+def test_run_logged_kills_the_run_when_interrupted():
+    """Stopping notebook 13's cell must not leave the training running (it resumes from its checkpoint later)."""
+    import run_protocol
+
+    def interrupt(line, **kw):
+        raise KeyboardInterrupt
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol.run_logged([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"], log=interrupt)
+    assert time.time() - t0 < 30

@@ -193,11 +193,19 @@ def run_preset(a, results, log=print):
 
 
 def run_logged(cmd, log=print) -> int:
-    """Run a command with its output (stdout and stderr, line by line) passed through `log`; its exit status."""
-    with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as p:
+    """Run a command with its output (stdout and stderr, line by line) passed through `log`; its exit status. An
+    interrupt (the notebook's stop button) kills the run, as subprocess.run does: it resumes from its last checkpoint."""
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    try:
         for line in p.stdout:
             log(line.rstrip("\n"), flush=True)
-    return p.returncode
+        return p.wait()
+    except BaseException:
+        p.kill()
+        p.wait()
+        raise
+    finally:
+        p.stdout.close()
 
 
 def main(argv=None, log=print):
