@@ -11,7 +11,7 @@ DATA_SOURCE ?= $(if $(wildcard ../shared/data/cs224n/SHA256SUMS),../shared/data/
 .PHONY: run test site setup data notebooks exercises export-check pytest nbval bench clean playground lab lab-setup
 
 MAIN    := runs/main
-run: data  ## the main job: the best recipe, one epoch on the full training data, dev scores beside the baselines (runs/main)
+run: data  ## the main job: the best recipe, 300 rounds drawn from the full training data, dev scores beside the baselines (runs/main)
 	$(BIN)/mtbert main-job --out $(MAIN)
 
 test: data pytest nbval export-check  ## what CI runs

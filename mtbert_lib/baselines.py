@@ -124,7 +124,9 @@ def beside_baselines(result: dict, baselines: dict | None) -> str:
     refs = {"majority": {t: v for t, v in (baselines or {}).get("majority", {}).items() if t != "sts"},
             "zero-shot": {t: v for t, v in (baselines or {}).get("zero_shot", {}).items() if t in TASK_NAMES}}
     fmt = lambda d, t: f"{d[t]:.3f}" if t in d else "–"
-    trained = f"after {result['best_epoch']} epoch" + "s" * (result["best_epoch"] > 1)
+    rounds = (result.get("config") or {}).get("rounds_limit")  # the main job's short budget: part of an epoch
+    trained = (f"after {rounds} rounds" if rounds and result["best_epoch"] == 1 else
+               f"after {result['best_epoch']} epoch" + "s" * (result["best_epoch"] > 1))
     lines = [f"{'task':<17} {'metric':<10} {'majority':>8} {'zero-shot':>9} {'untrained':>9} {trained:>13}  beats",
              "-" * 80]
     for t in [t for t in TASK_NAMES if t in after]:

@@ -110,13 +110,14 @@ def cmd_main_job(a):
         raise ValueError(f"--out {a.out}: results/ holds the committed protocol runs; the main job writes under runs/")
     cfg = main_job(a.model)
     if a.quick or os.environ.get("MTBERT_QUICK") == "1":
-        cfg = replace(cfg.quick(), epochs=1)
+        cfg = replace(cfg.quick(), epochs=1, rounds_limit=None)  # the quick subset is smaller than the budget
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
     limits = ("the full training data" if cfg.train_limit is None else f"QUICK MODE: the first {cfg.train_limit} "
               "training examples per task (a pipeline check, not the result)")
-    print(f"main job: {cfg.name} ({cfg.model}, recipe {cfg.recipe}), {cfg.epochs} epoch on {limits}; dev scored "
+    budget = f"{cfg.epochs} epoch" if cfg.rounds_limit is None else f"{cfg.rounds_limit} rounds of {len(cfg.tasks)} batches"
+    print(f"main job: {cfg.name} ({cfg.model}, recipe {cfg.recipe}), {budget} drawn from {limits}; dev scored "
           f"{'in full' if cfg.dev_limit is None else f'on the first {cfg.dev_limit} examples per task'} before and after")
     t0 = time.time()
     r = train(cfg, run_dir=a.out, results_dir=a.out, progress=not a.no_progress)
@@ -324,8 +325,8 @@ def build_parser():
     t.add_argument("--threads", type=int)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train)
-    mj = sub.add_parser("main-job", help="`make run`: the best recipe (rr-balanced-specialized) for one epoch on the full "
-                                          "training data, dev scores beside the baselines; result and checkpoint in runs/main")
+    mj = sub.add_parser("main-job", help="`make run`: the best recipe (rr-balanced-specialized) for 300 rounds drawn from the "
+                                          "full training data, dev scores beside the baselines; result and checkpoint in runs/main")
     mj.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm (default) | bert-base-uncased | checkpoint folder")
     mj.add_argument("--out", default="runs/main", help="folder for the run's checkpoint and result (never results/)")
     mj.add_argument("--quick", action="store_true", help="64 training examples per task, 64 dev examples (also MTBERT_QUICK=1)")

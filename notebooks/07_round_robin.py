@@ -231,6 +231,8 @@ class TrainConfig(MethodConfig):
     recipe: str = "paper"  # the encoder's recipe these settings come from (experiments.RECIPES); names the run
     seed: int = 0
     train_limit: int | None = None  # first N training examples per task (quick mode)
+    rounds_limit: int | None = None  # at most the first N rounds of each epoch, drawn as usual from all the training
+    #                                  data (a short budget: `make run`); the learning-rate schedule ends with them
     dev_limit: int | None = None
     train_eval_limit: int = 1000  # training examples per task scored each epoch (train vs dev, Fig. 6)
     eval_before: bool = False  # also score dev before the first step ("epoch 0": what the encoder knows untrained)
@@ -259,8 +261,10 @@ class TrainConfig(MethodConfig):
     def sample_epoch(self, lengths: dict, epoch: int):
         rng = np.random.default_rng([self.seed, epoch])  # the sampler's whole state: (seed, epoch)
         if self.schedule == "uneven":
-            return uneven_round_robin(lengths, self.batch_sizes, rng, self.bucket)
-        return SCHEDULES[self.schedule](lengths, self.batch_size, rng, self.bucket)
+            rounds = uneven_round_robin(lengths, self.batch_sizes, rng, self.bucket)
+        else:
+            rounds = SCHEDULES[self.schedule](lengths, self.batch_size, rng, self.bucket)
+        return rounds[:self.rounds_limit]  # rounds_limit None: the whole epoch
 
 # %% [markdown]
 # ## 3. Evaluation
@@ -653,6 +657,8 @@ def validate_config(cfg):
         bad(f"head_lr must be ≥ 0 or None, got {cfg.head_lr}")
     if not 0 <= cfg.warmup < 1 or cfg.lr_decay not in ("constant", "linear"):
         bad(f"warmup must be in [0, 1) and lr_decay 'constant' or 'linear', got {cfg.warmup}, {cfg.lr_decay!r}")
+    if cfg.rounds_limit is not None and not (isinstance(cfg.rounds_limit, int) and cfg.rounds_limit >= 1):
+        bad(f"rounds_limit must be a whole number ≥ 1 or None, got {cfg.rounds_limit!r}")
     sizes = [cfg.batch_size, cfg.eval_batch_size, *(cfg.batch_sizes or {}).values()]
     if any(int(b) < 1 for b in sizes):
         bad(f"batch size must be ≥ 1, got {sizes}")

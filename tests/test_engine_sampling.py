@@ -159,3 +159,38 @@ def test_sample_epoch_is_independent_of_history():
     cfg.sample_epoch(lengths, 0)
     assert cfg.sample_epoch(lengths, 1) == direct
     assert Counter(t for rnd in direct for t, _ in rnd) == {t: len(direct) for t in SIZES}
+
+
+# ------------------------------------------------------------------------------------------------ rounds_limit
+
+def test_rounds_limit_keeps_the_first_rounds_of_the_same_epoch():
+    """`make run`'s short budget: the first N rounds of the epoch the full run would draw (from all the data)."""
+    lengths = synthetic_lengths({"sst": 400, "quora": 900, "sts": 300})
+    full = TrainConfig(seed=3, batch_size=8)
+    short = TrainConfig(seed=3, batch_size=8, rounds_limit=10)
+    for epoch in (0, 1):
+        a, b = full.sample_epoch(lengths, epoch), short.sample_epoch(lengths, epoch)
+        assert len(a) == 38 and len(b) == 10 and b == a[:10]
+    # the batches come from the whole data set, not from its first rows (unlike train_limit)
+    drawn = [j for rnd in short.sample_epoch(lengths, 0) for t, b in rnd if t == "quora" for j in b]
+    assert max(drawn) >= 300
+    assert TrainConfig(seed=3, batch_size=8, rounds_limit=1000).sample_epoch(lengths, 0) == full.sample_epoch(lengths, 0)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "10"])
+def test_rounds_limit_is_checked(bad):
+    with pytest.raises(ValueError, match="rounds_limit must be"):
+        TrainConfig(rounds_limit=bad).validate()
+
+
+def test_rounds_limit_sets_the_learning_rate_schedule(request, tmp_path):
+    """The linear decay ends with the budget's last step, not at the end of the whole epoch."""
+    from engine_helpers import write_tiny_checkpoint
+    from mtbert_lib.training import start_run
+    tiny = write_tiny_checkpoint(tmp_path / "tiny")
+    cfg = dict(name="x", model=str(tiny), tasks=("sst", "sts"), eval_tasks=("sst",), epochs=2, train_limit=80,
+               dev_limit=8, batch_size=8, bucket=0, lr_decay="linear")
+    with data_env(resolve_data_dir(request)):
+        full = start_run(TrainConfig(**cfg), tmp_path / "runs", resume=False, log=lambda *a: None)
+        short = start_run(TrainConfig(**cfg, rounds_limit=3), tmp_path / "runs", resume=False, log=lambda *a: None)
+    assert full.total_steps == 2 * 10 * 2 and short.total_steps == 2 * 3 * 2  # epochs x rounds x tasks
