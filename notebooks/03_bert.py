@@ -451,6 +451,7 @@ with torch.no_grad():
 print(out.last_hidden_state.shape, out.pooler_output.shape)
 try:  # the reference, when transformers is installed (it is a test-only dependency of the library)
     import transformers
+    transformers.utils.logging.disable_progress_bar()  # its loading bar would store a rate in this notebook
     hf = transformers.BertModel.from_pretrained(str(resolve_checkpoint("minilm"))).eval()
     with torch.no_grad():
         ref = hf(**batch)

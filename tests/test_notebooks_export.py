@@ -2,6 +2,7 @@
 cells of its jupytext .py source, and the library never imports transformers (it is only the tests' reference).
 """
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -140,3 +141,22 @@ def test_teaching_cells_fit_a_screen(repo_root, name):
         if c.cell_type == "code" and body and not body[0].startswith("# Plumbing:") and len(lines) > MAX_TEACHING_LINES:
             long.append(f"cell {i} ({len(lines)} lines): {lines[0][:60]!r}")
     assert not long, f"{name}: teaching cells longer than {MAX_TEACHING_LINES} lines (split them, or mark plumbing): {long}"
+
+
+# a time or a rate that this machine measured: "| 12s", "in 10s", "3.4 h on", "512 examples/s", "4.1it/s"
+MEASURED = re.compile(r"\|\s*\d+s\b|\bin \d+(\.\d+)?\s?s\b|\d+(\.\d+)?\s?h on this|\d+(\.\d+)?\s?(examples|steps|it)/s\b|\?it/s")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+def test_stored_outputs_show_no_time_a_rerun_contradicts(repo_root, name):
+    """The executed notebooks are built in quick mode on whatever machine builds them: their stored outputs keep no
+    seconds or rates of that build (a learner's rerun would contradict them). Times read from committed result files
+    name their machine and are not matched here ("15 min on AMD EPYC")."""
+    import nbformat
+    nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    found = []
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []):
+            text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+            found += [f"cell {i}: {m.group(0)!r}" for m in MEASURED.finditer(text)]
+    assert not found, f"{name}: stored outputs with this build's times (rebuild {name[:2]} after fixing the cell): {found}"
