@@ -127,12 +127,13 @@ def beside_baselines(result: dict, baselines: dict | None) -> str:
     rounds = (result.get("config") or {}).get("rounds_limit")  # the main job's short budget: part of an epoch
     trained = (f"after {rounds} rounds" if rounds and result["best_epoch"] == 1 else
                f"after {result['best_epoch']} epoch" + "s" * (result["best_epoch"] > 1))
-    lines = [f"{'task':<17} {'metric':<10} {'majority':>8} {'zero-shot':>9} {'untrained':>9} {trained:>13}  beats",
-             "-" * 80]
+    untrained = lambda cell: f" {cell:>9}" if before else ""  # the column only when the run scored dev before training
+    lines = [f"{'task':<17} {'metric':<10} {'majority':>8} {'zero-shot':>9}{untrained('untrained')} {trained:>13}  beats",
+             "-" * (80 if before else 70)]
     for t in [t for t in TASK_NAMES if t in after]:
         beats = [k for k, ref in refs.items() if t in ref and after[t] > ref[t]]
         missed = [k for k, ref in refs.items() if t in ref and after[t] <= ref[t]]
         verdict = (", ".join(beats) or "–") + (f" (NOT {', '.join(missed)})" if missed else "")
         lines.append(f"{TASK_NAMES[t][0]:<17} {TASK_NAMES[t][1]:<10} {fmt(refs['majority'], t):>8} "
-                     f"{fmt(refs['zero-shot'], t):>9} {fmt(before, t):>9} {after[t]:>13.3f}  {verdict}")
+                     f"{fmt(refs['zero-shot'], t):>9}{untrained(fmt(before, t))} {after[t]:>13.3f}  {verdict}")
     return "\n".join(lines)

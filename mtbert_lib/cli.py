@@ -108,7 +108,7 @@ def cmd_main_job(a):
     root = project_root() or Path.cwd()
     if Path(a.out).resolve().is_relative_to((root / "results").resolve()):
         raise ValueError(f"--out {a.out}: results/ holds the committed protocol runs; the main job writes under runs/")
-    cfg = main_job(a.model)
+    cfg = main_job(a.model, score_untrained=a.score_untrained)
     if a.quick or os.environ.get("MTBERT_QUICK") == "1":
         cfg = replace(cfg.quick(), epochs=1, rounds_limit=None)  # the quick subset is smaller than the budget
     if a.threads:
@@ -118,7 +118,8 @@ def cmd_main_job(a):
               "training examples per task (a pipeline check, not the result)")
     budget = f"{cfg.epochs} epoch" if cfg.rounds_limit is None else f"{cfg.rounds_limit} rounds of {len(cfg.tasks)} batches"
     print(f"main job: {cfg.name} ({cfg.model}, recipe {cfg.recipe}), {budget} drawn from {limits}; dev scored "
-          f"{'in full' if cfg.dev_limit is None else f'on the first {cfg.dev_limit} examples per task'} before and after")
+          f"{'in full' if cfg.dev_limit is None else f'on the first {cfg.dev_limit} examples per task'}"
+          + (" before and after" if cfg.eval_before else " after"))
     t0 = time.time()
     r = train(cfg, run_dir=a.out, results_dir=a.out, progress=not a.no_progress)
     base = load_baselines(cfg.model, root / "results")
@@ -128,7 +129,8 @@ def cmd_main_job(a):
     print("\nbaselines: " + (f"results/baselines-{Path(cfg.model).name}.json (`mtbert baselines`: most frequent "
                                "training label; the encoder's mean-pooled cosine, no training)" if base else
                                f"none for {cfg.model} (run `mtbert baselines --model {cfg.model}`)"))
-    print("'untrained': this model before its first step (random heads; STS: the zero-shot cosine).")
+    if cfg.eval_before:
+        print("'untrained': this model before its first step (random heads; STS: the zero-shot cosine).")
     print(f"result {Path(a.out) / (Path(r['checkpoint']).parent.name + '.json')}, checkpoint {r['checkpoint']} "
           "(`make playground` answers with it). Three seeds × 2 epochs of every Table 1 row: docs/results.md.")
 
@@ -330,6 +332,8 @@ def build_parser():
     mj.add_argument("--model", default=os.environ.get("MTBERT_MODEL"), help="minilm (default) | bert-base-uncased | checkpoint folder")
     mj.add_argument("--out", default="runs/main", help="folder for the run's checkpoint and result (never results/)")
     mj.add_argument("--quick", action="store_true", help="64 training examples per task, 64 dev examples (also MTBERT_QUICK=1)")
+    mj.add_argument("--score-untrained", action="store_true",
+                    help="also score the full dev sets before the first step (an 'untrained' column; one more dev scoring)")
     mj.add_argument("--threads", type=int)
     mj.add_argument("--no-progress", action="store_true")
     mj.set_defaults(func=cmd_main_job)

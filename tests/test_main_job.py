@@ -20,7 +20,8 @@ def test_the_main_job_is_the_best_row_on_the_full_data_for_a_short_budget():
     cfg = main_job("minilm")
     assert (cfg.name, cfg.model, cfg.recipe, cfg.epochs) == ("rr-balanced-specialized", "minilm", "tuned", 1)
     assert cfg.rounds_limit == 300 and cfg.lr_decay == "linear"  # 900 steps, the learning rate reaching 0 with them
-    assert cfg.train_limit is None and cfg.dev_limit is None and cfg.eval_before
+    assert cfg.train_limit is None and cfg.dev_limit is None and not cfg.eval_before
+    assert main_job("minilm", score_untrained=True).eval_before  # `--score-untrained`: dev scored before, too
     assert (cfg.pooling, cfg.sts_head, cfg.consistency) == ("mean", "cosine", "none")  # the tuned recipe, no MT
 
 
@@ -34,7 +35,9 @@ def test_scores_beside_the_baselines_say_what_they_beat():
     assert quora.endswith("majority (NOT zero-shot)") and "0.788" in quora
     assert sts.endswith("zero-shot") and "0.838" in sts and "0.000" not in sts  # no majority r for STS
     assert "after 1 epoch" in lines[0] and "untrained" in lines[0]
-    assert "after 300 rounds" in beside_baselines(dict(r, config={"rounds_limit": 300}), BASE).splitlines()[0]
+    short = beside_baselines({"best_epoch": 1, "best_dev": r["best_dev"], "config": {"rounds_limit": 300}}, BASE).splitlines()
+    assert "after 300 rounds" in short[0] and "untrained" not in short[0]  # no dev_before: no untrained column
+    assert short[2].split()[3:6] == ["0.253", "–", "0.460"]
     assert beside_baselines(r, None).splitlines()[2].endswith("–")  # no baselines file: nothing claimed
 
 
@@ -54,7 +57,7 @@ def main_run(tiny_bert_dir, small_data_dir, tmp_path_factory):
     import contextlib, io
     buf = io.StringIO()
     with data_env(small_data_dir), contextlib.redirect_stdout(buf):
-        rc = main(["main-job", "--model", str(tiny_bert_dir), "--quick", "--out", str(out), "--no-progress"])
+        rc = main(["main-job", "--model", str(tiny_bert_dir), "--quick", "--out", str(out), "--no-progress", "--score-untrained"])
     return rc, buf.getvalue(), out
 
 
@@ -66,7 +69,8 @@ def test_main_job_end_to_end(main_run):
     assert len(results) == 1 and results[0].stem.startswith("rr-balanced-specialized-")
     r = json.loads(results[0].read_text())
     assert r["config"]["epochs"] == 1 and r["config"]["rounds_limit"] is None  # quick: the subset, whole
-    assert set(r["best_dev"]) == {"sst", "quora", "sts"} and "dev_before" in r
+    assert set(r["best_dev"]) == {"sst", "quora", "sts"} and "dev_before" in r  # --score-untrained
+    assert "untrained" in text and "before and after" in text
     ck = [p for p in (out / results[0].stem).iterdir() if p.name.startswith("best.")]
     assert len(ck) == 1 and str(ck[0]) in text
     for task in ("SST-5", "Quora", "STS"):
