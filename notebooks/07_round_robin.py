@@ -231,8 +231,7 @@ class TrainConfig(MethodConfig):
     recipe: str = "paper"  # the encoder's recipe these settings come from (experiments.RECIPES); names the run
     seed: int = 0
     train_limit: int | None = None  # first N training examples per task (quick mode)
-    rounds_limit: int | None = None  # at most the first N rounds of each epoch, drawn as usual from all the training
-    #                                  data (a short budget: `make run`); the learning-rate schedule ends with them
+    rounds_limit: int | None = None  # the first N rounds of each epoch, drawn from all the data (`make run`'s budget)
     dev_limit: int | None = None
     train_eval_limit: int = 1000  # training examples per task scored each epoch (train vs dev, Fig. 6)
     eval_before: bool = False  # also score dev before the first step ("epoch 0": what the encoder knows untrained)
