@@ -792,9 +792,10 @@ def load_last(R: Run, log):
 # Plumbing: the result file (results/<run>.json) and loading a trained model back
 def run_name(cfg) -> str:
     quick = "-quick" if cfg.train_limit is not None else ""
+    short = f"-r{cfg.rounds_limit}" if cfg.rounds_limit is not None else ""  # part of each epoch: never a protocol run's name
     model = Path(cfg.model).name if os.sep in cfg.model else cfg.model
     recipe = "" if cfg.recipe == "paper" else f"-{cfg.recipe}"
-    return f"{cfg.name}-{model}{recipe}-seed{cfg.seed}{quick}"
+    return f"{cfg.name}-{model}{recipe}-seed{cfg.seed}{short}{quick}"
 
 
 def write_result(cfg, state, device, results_dir, run) -> dict:

@@ -69,7 +69,8 @@ def load_results(folder="results", recursive: bool = False, complete_only: bool 
         c = r["config"]
         for e in r["epochs"]:
             row = {"experiment": r["experiment"], "model": r["provenance"]["model"], "recipe": c.get("recipe", "paper"),
-                   "quick": r["quick"], "seed": r["provenance"]["seed"], "edition": r["provenance"]["data_edition"],
+                   "quick": r["quick"] or c.get("rounds_limit") is not None,  # part of each epoch: not the protocol
+                   "seed": r["provenance"]["seed"], "edition": r["provenance"]["data_edition"],
                    "rev": r["provenance"]["git_revision"], "hardware": r["provenance"]["hardware"],
                    "epoch": e["epoch"], "epochs": c["epochs"], "wall_s": e["wall_s"], "file": str(f.relative_to(folder)),
                    "tag": f.parent.name if f.parent != folder else "", "best_epoch": r["best_epoch"],

@@ -186,6 +186,8 @@ def record_summary(record: dict | None) -> str:
         return "no result file found for this run, so its dev scores are unknown"
     c, dev = record["config"], record["best_dev"]
     data = "the full training data" if c.get("train_limit") is None else f"{c['train_limit']} examples per task (quick)"
+    if c.get("rounds_limit") is not None:  # the main job's budget: part of an epoch, drawn from all the data
+        data = f"{c['rounds_limit']} rounds drawn from {data}"
     names = {"sst": "SST acc", "quora": "Quora acc", "sts": "STS r", "cfimdb": "CFIMDB acc"}
     scores = " · ".join(f"{names.get(t, t)} {v:.3f}" for t, v in dev.items())
     return (f"{record['experiment']}, epoch {record['best_epoch']} of {c.get('epochs')} on {data}; "

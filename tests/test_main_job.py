@@ -84,6 +84,8 @@ def test_the_playground_picks_the_best_trained_run(main_run, tmp_path):
     assert rec is not None and rec["experiment"] == "rr-balanced-specialized"
     assert run_record(ck) == rec and "dev SST acc" in record_summary(rec) and "(quick)" in record_summary(rec)
     assert "unknown" in record_summary(None)
+    main_rec = dict(rec, quick=False, config=dict(rec["config"], train_limit=None, rounds_limit=300))
+    assert "300 rounds drawn from the full training data" in record_summary(main_rec)
     # a better full run, a worse full run and a single-task run beside it: the full three-task runs come first, best first
     import shutil
     for name, dev, tasks, limit in [("good", 0.9, ["sst", "quora", "sts"], None), ("bad", 0.5, ["sst", "quora", "sts"], None),

@@ -85,6 +85,19 @@ def test_runs_in_progress_are_left_out(tmp_path):
     assert len(plots.load_results(tmp_path)) == 0 and len(plots.load_results(tmp_path, complete_only=False)) == 1
 
 
+def test_part_epoch_runs_are_never_protocol_runs(tmp_path):
+    """A run over the first N rounds of each epoch (`rounds_limit`, the main job's budget) counts like a quick run."""
+    fake_run(tmp_path, "rr-balanced", 0, [{"sst": 0.5, "quora": 0.8, "sts": 0.87}])
+    f = tmp_path / "rr-balanced-minilm-tuned-seed1.json"
+    fake_run(tmp_path, "rr-balanced", 1, [{"sst": 0.1, "quora": 0.1, "sts": 0.1}])
+    r = json.loads(f.read_text()); r["config"]["rounds_limit"] = 300; f.write_text(json.dumps(r))
+    df = plots.load_results(tmp_path)
+    assert list(df.quick) == [False, True] and len(plots.protocol(df)) == 1
+    from mtbert_lib.training import TrainConfig, run_name
+    assert run_name(TrainConfig(name="x", recipe="tuned", rounds_limit=300)) == "x-minilm-tuned-seed0-r300"
+    assert run_name(TrainConfig(name="x", recipe="tuned")) == "x-minilm-tuned-seed0"  # protocol names unchanged
+
+
 def test_beyond_table_and_verdicts_against_the_best_row(tmp_path):
     from mtbert_lib.experiments import BEYOND
     assert list(plots.BEYOND_LABELS) == BEYOND  # every named technique gets a row and a sentence
