@@ -69,6 +69,8 @@ EXPERIMENTS = {c.name: c for c in [
     # Mean Teacher as its authors run it (issue 20): KL and MSE, and each of its two changes alone on top of _MT
     replace(_specialized, name="mt-faithful-kl", **_FAITHFUL),
     replace(_specialized, name="mt-faithful-mse", **dict(_FAITHFUL, consistency="mse")),
+    # ... with Tarvainen & Valpola's MSE: of the class probabilities, not of the logits as the paper describes it
+    replace(_specialized, name="mt-faithful-mse-probs", **dict(_FAITHFUL, consistency="mse-probs")),
     replace(_specialized, name="mt-rampup-only", **_MT, **_RAMP, eval_student_too=True),
     replace(_specialized, name="mt-decay-only", **_MT, **_EARLY_DECAY, eval_student_too=True),
     # Appendix: weight decay
@@ -83,7 +85,8 @@ EXPERIMENTS = {c.name: c for c in [
     replace(_specialized, name="beyond-best", model=_MLM_FOLDER, update="pcgrad", smart_weight=1.0),
 ]}
 KEEP_STS_HEAD = {"fig4-sts-mse-linear"}  # rows whose STS head the recipe must not replace
-MEAN_TEACHER = ["rr-balanced-specialized-mt", "mt-faithful-kl", "mt-faithful-mse", "mt-rampup-only", "mt-decay-only"]
+MEAN_TEACHER = ["rr-balanced-specialized-mt", "mt-faithful-kl", "mt-faithful-mse", "mt-faithful-mse-probs", "mt-rampup-only",
+                "mt-decay-only"]
 BEYOND = ["pcgrad", "pcgrad-sum", "smart", "mlm", "beyond-best"]
 
 TABLE1 = ["only-sst", "only-sst-mt", "only-para-mt", "only-sts-mse-mt", "rr-uneven", "rr-balanced",

@@ -83,7 +83,7 @@ class MethodConfig:
     pair_encoding: str = "separate"  # separate | joint | per task, e.g. quora:joint,sts:separate
     sts_head: str = "regression"  # regression (MSE) | classification (6-way CE) | cosine
     dropout: float = 0.3
-    consistency: str = "none"  # Mean Teacher: none | mse | kl
+    consistency: str = "none"  # Mean Teacher: none | mse (logits) | mse-probs (probabilities) | kl
     consistency_weight: float = 1.0  # λ
     consistency_rampup: int = 0  # steps of sigmoid ramp-up of λ (0: none)
     consistency_rampup_share: float = 0.0  # the same ramp-up as a share of all optimizer steps (> 0: overrides the line above)
@@ -383,7 +383,7 @@ def validate_config(cfg):
         if t not in TASKS:
             bad(f"unknown task {t!r}; expected one of {sorted(TASKS)}")
     choices = [("schedule", SCHEDULES), ("update", UPDATES), ("precision", ("auto", "fp32", "bf16", "fp16")),
-               ("compile", ("none", "default", "reduce-overhead", "max-autotune", "cuda-graph")), ("consistency", ("none", "mse", "kl")),
+               ("compile", ("none", "default", "reduce-overhead", "max-autotune", "cuda-graph")), ("consistency", ("none", "mse", "mse-probs", "kl")),
                ("optimizer_impl", ("loop", "foreach", "fused")), ("pooling", POOLINGS), ("sts_head", STS_HEADS)]
     for k, allowed in choices:
         if getattr(cfg, k) not in allowed:

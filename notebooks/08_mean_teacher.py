@@ -112,7 +112,9 @@ print(bool(torch.allclose(a.weight, 0.9 * before + 0.1 * b.weight)), [round(ema_
 # ## 2. Consistency losses
 #
 # * classification heads (SST, CFIMDB: softmax over classes; Quora: one logit = a Bernoulli distribution):
-#   symmetric KL of the two distributions, or MSE of the logits;
+#   symmetric KL of the two distributions, or MSE of the logits (`mse`: the paper's, "the distance between the
+#   student and teacher model's prediction logits"), or MSE of the class probabilities (`mse-probs`: Tarvainen &
+#   Valpola's `softmax_mse_loss`, whose pull shrinks as the two agree and never grows with the logits' size);
 # * the STS regression head: MSE of the scores (KL is not defined for a single real number).
 #
 # The teacher's output is computed without gradient, so the loss only moves the student.
@@ -132,14 +134,19 @@ def binary_logits(logit):  # one logit -> two-class logits [0, z], so softmax gi
     return torch.stack([torch.zeros_like(logit), logit], -1)
 
 
+CONSISTENCY = ("mse", "mse-probs", "kl")  # the consistency losses a Mean Teacher run can use
+
+
 def consistency_loss(task: str, student_out, teacher_out, kind: str = "kl", sts_head: str = "regression"):
     teacher_out = teacher_out.detach()
     if kind == "mse" or (task == "sts" and sts_head != "classification"):
         return F.mse_loss(student_out, teacher_out)
-    if kind != "kl":
-        raise ValueError(f"unknown consistency {kind!r}; expected 'mse' or 'kl'")
+    if kind not in CONSISTENCY:
+        raise ValueError(f"unknown consistency {kind!r}; expected one of {CONSISTENCY}")
     if task == "quora":
-        return symmetric_kl(binary_logits(student_out), binary_logits(teacher_out))
+        student_out, teacher_out = binary_logits(student_out), binary_logits(teacher_out)
+    if kind == "mse-probs":  # mean over batch and classes = their sum over both / (classes · batch size)
+        return F.mse_loss(F.softmax(student_out, -1), F.softmax(teacher_out, -1))
     return symmetric_kl(student_out, teacher_out)
 
 
@@ -175,8 +182,8 @@ class MeanTeacher:
     def __init__(self, student, kind: str = "kl", decay: float = 0.999, warmup: bool = True, weight: float = 1.0,
                  rampup: int = 0, sts_head: str = "regression", decay_rampup: float | None = None,
                  decay_rampup_steps: int = 0):
-        if kind not in ("mse", "kl"):
-            raise ValueError(f"unknown consistency {kind!r}; expected 'mse' or 'kl'")
+        if kind not in CONSISTENCY:
+            raise ValueError(f"unknown consistency {kind!r}; expected one of {CONSISTENCY}")
         self.model = copy.deepcopy(student).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -369,7 +376,8 @@ if runs is not None:
     fig.tight_layout(); plt.show()
     names = ["rr-balanced-specialized", "rr-balanced-specialized-mt", "rr-balanced-specialized-mt:student",
              "mt-rampup-only", "mt-rampup-only:student", "mt-decay-only", "mt-decay-only:student",
-             "mt-faithful-kl", "mt-faithful-kl:student", "mt-faithful-mse", "mt-faithful-mse:student"]
+             "mt-faithful-kl", "mt-faithful-kl:student", "mt-faithful-mse", "mt-faithful-mse:student",
+             "mt-faithful-mse-probs", "mt-faithful-mse-probs:student"]
     b = best_rows(runs)
     print(f"{label}: best-epoch dev, mean ± std (runs); Δ = paired difference from rr-balanced-specialized, average of "
           f"the three tasks, 95% interval")

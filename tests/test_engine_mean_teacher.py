@@ -122,6 +122,22 @@ def test_quora_kl_is_bernoulli_symmetric_kl():
     torch.testing.assert_close(binary_logits(zs).softmax(-1)[:, 1], p)
 
 
+def test_mse_probs_is_tarvainen_and_valpolas_softmax_mse():
+    """`mse-probs`: their softmax_mse_loss (sum of squared probability differences / classes) / batch size, the
+    CuriousAI/mean-teacher PyTorch code; Quora's one logit: (σ(z_s) − σ(z_t))²; unchanged when logits shift."""
+    g = torch.Generator().manual_seed(3)
+    s5, t5 = 3 * torch.randn(6, 5, generator=g, dtype=torch.float64), 3 * torch.randn(6, 5, generator=g, dtype=torch.float64)
+    theirs = F.mse_loss(F.softmax(s5, 1), F.softmax(t5, 1), reduction="sum") / 5 / 6
+    torch.testing.assert_close(consistency_loss("sst", s5, t5, "mse-probs"), theirs, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(consistency_loss("sst", s5 + 4.0, t5, "mse-probs"), theirs, rtol=1e-10, atol=1e-12)
+    assert consistency_loss("sst", s5 + 4.0, t5, "mse") > consistency_loss("sst", s5, t5, "mse")  # logits: not invariant
+    zs, zt = 2 * torch.randn(10, generator=g, dtype=torch.float64), 2 * torch.randn(10, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(consistency_loss("quora", zs, zt, "mse-probs"), ((zs.sigmoid() - zt.sigmoid()) ** 2).mean())
+    s1, t1 = torch.randn(4, generator=g), torch.randn(4, generator=g)
+    torch.testing.assert_close(consistency_loss("sts", s1, t1, "mse-probs", "regression"), F.mse_loss(s1, t1))
+    assert MeanTeacher(TinyMultitask(), kind="mse-probs").kind == "mse-probs"
+
+
 def test_consistency_loss_kinds():
     g = torch.Generator().manual_seed(2)
     s5, t5 = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)

@@ -92,5 +92,6 @@ def test_mean_teacher_rows_change_one_thing_each():
     assert diff("mt-decay-only") == {**early, "eval_student_too": True}
     assert diff("mt-faithful-kl") == {**ramp, **early, "eval_student_too": True}
     assert diff("mt-faithful-mse", get_experiment("mt-faithful-kl")) == {"consistency": "mse"}
+    assert diff("mt-faithful-mse-probs", get_experiment("mt-faithful-kl")) == {"consistency": "mse-probs"}
     assert diff("fig4-sts-mse-linear", get_experiment("fig4-sts-ce")) == {"sts_head": "regression"}
     assert RAMPUP_SHARE == pytest.approx(40_000 / 150_000)
