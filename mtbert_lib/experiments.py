@@ -151,10 +151,10 @@ def get_experiment(name: str, model: str | None = None, recipe: str | None = Non
 #: data), its learning rate decaying to 0 over them; scored on the full dev sets after (and before, with
 #: `--score-untrained`: one more dev scoring, half a minute on 2 slow cores). Under 5 minutes on a slow 2-core CPU
 #: (docs/guide.md), fewer on a fast one; the same numbers on every machine.
-MAIN_JOB = dict(experiment="rr-balanced-specialized", epochs=1, rounds_limit=300, eval_before=False, train_eval_limit=64)
+MAIN_JOB = dict(experiment="rr-balanced-specialized", epochs=1, rounds_limit=300, train_eval_limit=64)
 
 
 def main_job(model: str | None = None, score_untrained: bool = False) -> TrainConfig:
     """The main job's configuration (`mtbert main-job`, `make run`, the playground's Train button)."""
-    m = dict(MAIN_JOB, eval_before=score_untrained or MAIN_JOB["eval_before"])
+    m = dict(MAIN_JOB, eval_before=score_untrained)
     return replace(get_experiment(m.pop("experiment"), model), **m)
