@@ -126,7 +126,9 @@ def fetch_data(source: str | os.PathLike = STARTER_URL, dest=None, verbose: bool
         if verbose:
             print(f"  {name:28s} {digest[:12]}…  {edition}")
     manifest["edition"] = data_edition_from(manifest["editions"])
-    (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))
+    tmp = dest / "MANIFEST.json.part"  # written whole, then renamed: a reader never sees half a file
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, dest / "MANIFEST.json")
     return manifest
 
 # %% ../notebooks/00_data.ipynb #c015

@@ -2,14 +2,15 @@
 
 # %% auto #0
 __all__ = ['TASKS3', 'METRIC', 'SWEEPS', 'ALIASES', 'CLAIMS', 'BASE_ROW', 'BEYOND_LABELS', 'load_results', 'protocol',
-           'with_students', 'best_rows', 'summarize', 'pm', 'load_baselines', 'baseline_lines', 'draw_baselines',
-           'search_table', 'plot_search', 'table1', 'table1_markdown', 'plot_table1', 'with_aliases', 'plot_sweep',
-           'plot_train_vs_dev', 'paired_difference', 'compare', 'paired', 'with_avg', 'paired_verdict', 'fmt_paired',
-           'claim_sentences', 'verdict_changes', 'beyond_table', 'beyond_sentences', 'plot_beyond']
+           'with_students', 'save_figure', 'best_rows', 'summarize', 'pm', 'load_baselines', 'baseline_lines',
+           'draw_baselines', 'search_table', 'plot_search', 'table1', 'table1_markdown', 'plot_table1', 'with_aliases',
+           'plot_sweep', 'plot_train_vs_dev', 'paired_difference', 'compare', 'paired', 'with_avg', 'paired_verdict',
+           'fmt_paired', 'claim_sentences', 'verdict_changes', 'beyond_table', 'beyond_sentences', 'plot_beyond']
 
 # %% ../notebooks/09_figures.ipynb #c003
 """Read results/*.json into tables (mean ± std over seeds) and draw the recipe search, Table 1 and Figures 3-6."""
 import json
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -72,6 +73,12 @@ def with_students(df: pd.DataFrame) -> pd.DataFrame:
     st["score"] = st[["dev_" + c[len("student_"):] for c in cols]].mean(axis=1)
     st["best_epoch"] = st.groupby("file").score.transform(lambda v: st.loc[v.idxmax(), "epoch"])
     return pd.concat([df, st.drop(columns="score")], ignore_index=True)
+
+
+def save_figure(fig, path, dpi=110):
+    """figures/<name>.png written whole, then renamed: a reader (the site build, a test) never sees half a file."""
+    path = Path(path); tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=dpi); os.replace(tmp, path)
 
 # %% ../notebooks/09_figures.ipynb #c005
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -146,7 +153,7 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
     axes[0].invert_yaxis()
     fig.suptitle("Recipe search on dev (MiniLM, seed 0, best epoch)", fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %% ../notebooks/09_figures.ipynb #c017
@@ -184,7 +191,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %% ../notebooks/09_figures.ipynb #c021
@@ -237,7 +244,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=6); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %% ../notebooks/09_figures.ipynb #c024
@@ -254,7 +261,7 @@ def plot_train_vs_dev(runs: pd.DataFrame, title: str, path=None):
         ax.set_title(METRIC[task]); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %% ../notebooks/09_figures.ipynb #c030
@@ -457,5 +464,5 @@ def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig

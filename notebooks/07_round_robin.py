@@ -656,7 +656,8 @@ def validate_config(cfg):
         bad(f"head_lr must be ≥ 0 or None, got {cfg.head_lr}")
     if not 0 <= cfg.warmup < 1 or cfg.lr_decay not in ("constant", "linear"):
         bad(f"warmup must be in [0, 1) and lr_decay 'constant' or 'linear', got {cfg.warmup}, {cfg.lr_decay!r}")
-    if cfg.rounds_limit is not None and not (isinstance(cfg.rounds_limit, int) and cfg.rounds_limit >= 1):
+    r = cfg.rounds_limit  # a bool is an int in Python: True is not a number of rounds
+    if r is not None and not (isinstance(r, int) and not isinstance(r, bool) and r >= 1):
         bad(f"rounds_limit must be a whole number ≥ 1 or None, got {cfg.rounds_limit!r}")
     sizes = [cfg.batch_size, cfg.eval_batch_size, *(cfg.batch_sizes or {}).values()]
     if any(int(b) < 1 for b in sizes):

@@ -42,6 +42,7 @@ if "google.colab" in sys.modules:
 #| export
 """Read results/*.json into tables (mean ± std over seeds) and draw the recipe search, Table 1 and Figures 3-6."""
 import json
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -106,6 +107,12 @@ def with_students(df: pd.DataFrame) -> pd.DataFrame:
     st["best_epoch"] = st.groupby("file").score.transform(lambda v: st.loc[v.idxmax(), "epoch"])
     return pd.concat([df, st.drop(columns="score")], ignore_index=True)
 
+
+def save_figure(fig, path, dpi=110):
+    """figures/<name>.png written whole, then renamed: a reader (the site build, a test) never sees half a file."""
+    path = Path(path); tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=dpi); os.replace(tmp, path)
+
 # %%
 #| export
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -168,6 +175,7 @@ search = load_results(root / "results" / "search", recursive=True)
 base = load_baselines(root / "results")
 figdir = root / "figures"
 figdir.mkdir(exist_ok=True)
+
 print(f"{df.file.nunique() if len(df) else 0} runs in results/, {search.file.nunique() if len(search) else 0} in results/search/")
 if base:
     print(f"baselines ({base['model']}, {base['data_edition']}, rev {base['provenance']['git_revision']}):")
@@ -224,7 +232,7 @@ def plot_search(t: pd.DataFrame, baselines: dict, path=None):
     axes[0].invert_yaxis()
     fig.suptitle("Recipe search on dev (MiniLM, seed 0, best epoch)", fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %% [markdown]
@@ -261,7 +269,7 @@ if len(search):
         draw_baselines(ax, baseline_lines(base).get(task, []))
         ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=6); fig.suptitle("Search runs: dev metric per epoch", fontsize=11); fig.tight_layout()
-    fig.savefig(figdir / "recipe_search_curves.png", dpi=110); plt.show()
+    save_figure(fig, figdir / "recipe_search_curves.png"); plt.show()
 
 # %% [markdown]
 # ## 2. Table 1: single-task and round-robin fine-tuning
@@ -307,7 +315,7 @@ def plot_table1(t: pd.DataFrame, baselines: dict, title: str, path=None):
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %%
@@ -415,7 +423,7 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
         ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=6); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %%
@@ -458,7 +466,7 @@ def plot_train_vs_dev(runs: pd.DataFrame, title: str, path=None):
         ax.set_title(METRIC[task]); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=8); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %%
@@ -740,7 +748,7 @@ def plot_beyond(t: pd.DataFrame, baselines: dict | None, title: str, path=None):
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path)
     return fig
 
 # %%

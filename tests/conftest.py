@@ -2,7 +2,8 @@
 checkpoint, the repository root, and for the wiring tests a tiny random BERT checkpoint and a small slice of the data.
 
 Measured numbers (max abs differences against the references) are printed as they are measured
-(`pytest -s` shows them) and repeated in a block at the end of the run.
+(`pytest -s` shows them) and repeated in a block at the end of the run (also under `make test`, whose pytest-xdist
+processes hand them back with each test's report).
 """
 import os
 import sys
@@ -15,17 +16,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "data" / "cs224n"
 LOCAL_DATA = REPO_ROOT / "data"  # what `mtbert data fetch` writes
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# `make test` runs pytest-xdist processes side by side and sets OMP_NUM_THREADS to each one's share of the cores
+if not os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-_MEASUREMENTS = pytest.StashKey[list]()
+_MEASUREMENTS = []  # in the process that reports (under xdist: the controller, from the workers' test reports)
+_KEY = "mtbert-measurement"
 
 
-def pytest_configure(config):
-    config.stash[_MEASUREMENTS] = []
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _MEASUREMENTS.extend(v for k, v in report.user_properties if k == _KEY)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    lines = config.stash.get(_MEASUREMENTS, [])
+    lines = _MEASUREMENTS
     if lines:
         terminalreporter.section("mtbert measurements (max abs differences)")
         for line in lines:
@@ -37,7 +42,7 @@ def measure(request):
     """measure(line): print a measured number now and list it again in the end-of-run summary."""
     def record(line: str):
         print("\n" + line)
-        request.config.stash[_MEASUREMENTS].append(line)
+        request.node.user_properties.append((_KEY, line))
     return record
 
 

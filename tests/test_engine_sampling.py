@@ -177,7 +177,7 @@ def test_rounds_limit_keeps_the_first_rounds_of_the_same_epoch():
     assert TrainConfig(seed=3, batch_size=8, rounds_limit=1000).sample_epoch(lengths, 0) == full.sample_epoch(lengths, 0)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, "10"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "10", True])
 def test_rounds_limit_is_checked(bad):
     with pytest.raises(ValueError, match="rounds_limit must be"):
         TrainConfig(rounds_limit=bad).validate()
