@@ -162,9 +162,10 @@ def baseline_lines(b: dict | None) -> dict:
     return out
 
 
-def draw_baselines(ax, lines, vertical: bool = False):
-    for (label, v), style in zip(lines, ["--", ":", "-."]):
-        (ax.axvline if vertical else ax.axhline)(v, ls=style, color="0.35", lw=1, label=f"{label} {v:.3f}")
+def draw_baselines(ax, lines, vertical: bool = False) -> list:
+    """The baselines of one panel as grey lines; returns them (a panel without the runs' legend still names them)."""
+    return [(ax.axvline if vertical else ax.axhline)(v, ls=style, color="0.35", lw=1, label=f"{label} {v:.3f}")
+            for (label, v), style in zip(lines, ["--", ":", "-."])]
 
 # %%
 import os
@@ -419,7 +420,9 @@ def plot_sweep(df: pd.DataFrame, names, title: str, path=None, baselines: dict |
                 ax.errorbar(g.mean().index, g.mean().values, yerr=g.std(ddof=1).fillna(0).values, fmt="s", ms=4,
                             color=color, capsize=2, alpha=0.8,
                             label=f"{name}, 2-epoch protocol ({sr.file.nunique()} runs)")
-        draw_baselines(ax, (baselines or {}).get(task, []))
+        drawn = draw_baselines(ax, (baselines or {}).get(task, []))
+        if ax is not axes[0] and drawn:  # the first panel's legend names the runs and its own baselines
+            ax.legend(handles=drawn, fontsize=6)
         ax.set_title(f"dev {METRIC[task]}"); ax.set_xlabel("epoch"); ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=6); fig.suptitle(title, fontsize=11); fig.tight_layout()
     if path:
