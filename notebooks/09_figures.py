@@ -176,7 +176,6 @@ search = load_results(root / "results" / "search", recursive=True)
 base = load_baselines(root / "results")
 figdir = root / "figures"
 figdir.mkdir(exist_ok=True)
-
 print(f"{df.file.nunique() if len(df) else 0} runs in results/, {search.file.nunique() if len(search) else 0} in results/search/")
 if base:
     print(f"baselines ({base['model']}, {base['data_edition']}, rev {base['provenance']['git_revision']}):")
